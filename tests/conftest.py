@@ -1,0 +1,102 @@
+"""Fixtures shared by the test suite: an offline tiny model, small datasets, fast trainer args,
+and a way to pin what the model "generates" so advantages can be checked by hand."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+GSM8K_DIR = REPO.parent / "shared" / "data" / "gsm8k"
+
+
+@pytest.fixture(scope="session")
+def gsm8k_dir() -> Path:
+    if not (GSM8K_DIR / "test.jsonl").is_file():
+        pytest.skip(f"real GSM8K not found at {GSM8K_DIR}")
+    return GSM8K_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """A saved tiny Llama model directory (seed 0), built once per test session."""
+    from trl_plus.tiny import save_tiny_model
+
+    return str(save_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0))
+
+
+@pytest.fixture
+def addition_dataset():
+    """A plain-text prompt dataset of `What is a+b?` problems with the `answer` column."""
+    from trl_plus.data import generate_problems, to_prompt_dataset
+
+    def make(n: int = 16, seed: int = 0, conversational: bool = False):
+        return to_prompt_dataset(generate_problems(n, seed=seed), system_prompt=None, conversational=conversational)
+
+    return make
+
+
+@pytest.fixture
+def fast_args(tmp_path):
+    """Keyword arguments for any GRPOConfig subclass: CPU, 2 steps, 4 completions of <= 8 tokens."""
+
+    def make(**overrides):
+        kwargs = dict(
+            output_dir=str(tmp_path / "out"),
+            use_cpu=True,
+            bf16=False,
+            max_steps=2,
+            per_device_train_batch_size=4,
+            num_generations=4,
+            max_completion_length=8,
+            learning_rate=1e-2,
+            logging_steps=1,
+            save_strategy="no",
+            report_to=[],
+            seed=0,
+            disable_tqdm=True,
+        )
+        kwargs.update(overrides)
+        return kwargs
+
+    return make
+
+
+def pin_completions(trainer, texts: list[str]):
+    """Make `trainer` "generate" `texts` (cycled) instead of sampling, so rewards are known.
+
+    Patches `_generate_single_turn`, the lowest generation hook of TRL's GRPOTrainer, so the
+    rest of TRL's pipeline (decoding, scoring, gathering, advantages) runs as usual.
+    """
+    tok = trainer.processing_class
+    ids = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts]
+
+    def fake(prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        return [ids[i % len(ids)] for i in range(len(prompt_ids))], None
+
+    trainer._generate_single_turn = fake
+    return ids
+
+
+@pytest.fixture
+def pin():
+    return pin_completions
+
+
+def trainable_snapshot(model) -> dict:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def frozen_snapshot(model) -> dict:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+
+
+def changed(before: dict, model) -> list[str]:
+    params = dict(model.named_parameters())
+    return [n for n, p in before.items() if not __import__("torch").equal(p, params[n].detach())]
