@@ -1,0 +1,194 @@
+"""`trl-plus train ALGO`: train any algorithm on GSM8K-schema data with registry rewards.
+
+Options after ALGO are parsed by TRL's `TrlParser` over three dataclasses: `TrainArguments`
+(below), the algorithm's config (every `GRPOConfig` field plus the algorithm's own) and TRL's
+`ModelConfig` (QLoRA: `--load_in_4bit --use_peft --lora_r 16 ...`). `--config FILE.yaml` sets any
+of them; command-line values win. Dashes and underscores are both accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from trl_plus.algorithms import ALGORITHMS
+
+
+@dataclass
+class TrainArguments:
+    model: str | None = field(
+        default=None,
+        metadata={"help": "Model directory or hub id (hub ids need internet). Default: the offline tiny model."},
+    )
+    dataset: str = field(
+        default="synthetic",
+        metadata={"help": "'synthetic' (generated GSM8K-style problems), 'gsm8k' (openai/gsm8k, needs internet) "
+                          "or a local GSM8K-schema .jsonl path."},
+    )
+    difficulty: int = field(default=1, metadata={"help": "Difficulty of synthetic problems (1 = 2-digit addition)."})
+    num_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
+    reward: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Reward function from the reward_fns registry, as NAME or NAME=WEIGHT; repeatable. "
+                          "Default: the 'gsm8k' preset (format + correctness)."},
+    )
+    conversational: bool = field(
+        default=True, metadata={"help": "Chat-format prompts with the answer-format system prompt."}
+    )
+    report_json: str | None = field(
+        default=None,
+        metadata={"help": "Write {algo, steps, reward_first, reward_last, seconds} here. reward_first/last are the "
+                          "mean logged reward over the first/last quarter of logged steps."},
+    )
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "train",
+        help="train with an algorithm: " + ", ".join(ALGORITHMS),
+        description=f"Train with ALGO (one of: {', '.join(ALGORITHMS)}). Run 'trl-plus train ALGO --help' for "
+        "every option of that algorithm: --model, --dataset, --reward NAME[=W], --max_steps, --output_dir, "
+        "--save_steps, --resume_from_checkpoint, --config FILE.yaml, --report_json, QLoRA (--load_in_4bit "
+        "--use_peft --lora_r ...), and all fields of the algorithm's config.",
+        add_help=False,
+    )
+    p.add_argument("algo", nargs="?", help="algorithm name")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="options, parsed by TRL's TrlParser")
+    p.set_defaults(run=run, _parser=p)
+    return p
+
+
+def _parse(algo_name: str, argv: list[str]):
+    from trl import ModelConfig, TrlParser
+
+    from trl_plus.algorithms import get_algorithm
+    from trl_plus.cli import UserError
+
+    config_cls, _ = get_algorithm(algo_name).classes()
+    parser = TrlParser((TrainArguments, config_cls, ModelConfig), prog=f"trl-plus train {algo_name}")
+    # Users type both styles; HfArgumentParser only knows the underscore form of some fields.
+    argv = [_underscored(a) for a in argv]
+    try:
+        return parser.parse_args_and_config(args=argv)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise UserError(f"bad options for '{algo_name}'; run 'trl-plus train {algo_name} --help'.") from None
+        raise
+    except Exception as e:  # malformed YAML, impossible config values (__post_init__ messages)
+        raise UserError(f"{type(e).__name__}: {e}".replace("\n", " ")) from None
+
+
+def _underscored(arg: str) -> str:
+    if not arg.startswith("--"):
+        return arg
+    name, eq, value = arg.partition("=")
+    return "--" + name[2:].replace("-", "_") + eq + value
+
+
+def _rewards(specs: list[str]):
+    import reward_fns
+
+    from trl_plus.cli import UserError
+
+    if not specs:
+        return reward_fns.preset("gsm8k")
+    funcs, weights = [], []
+    for spec in specs:
+        name, _, weight = spec.partition("=")
+        try:
+            funcs.append(reward_fns.get(name))
+            weights.append(float(weight) if weight else 1.0)
+        except KeyError as e:
+            raise UserError(str(e.args[0])) from None
+        except ValueError:
+            raise UserError(f"--reward {spec!r}: the weight must be a number, as in --reward {name}=0.5.") from None
+    return funcs, weights
+
+
+def _check_paths(script, config):
+    from trl_plus.cli import UserError
+
+    model = script.model
+    if model and (model.startswith((".", "/", "~")) or os.sep in model and not os.path.exists(model)):
+        if not os.path.isdir(os.path.expanduser(model)):
+            raise UserError(f"model directory {model} does not exist: pass a saved model directory "
+                            "(e.g. made by 'trl-plus tiny-model DIR') or a hub id such as Qwen/Qwen2.5-0.5B-Instruct.")
+    ckpt = config.resume_from_checkpoint
+    if ckpt and ckpt not in ("True", "true") and not os.path.isdir(ckpt):
+        raise UserError(f"--resume_from_checkpoint {ckpt} does not exist: pass a checkpoint-N directory from "
+                        "an earlier run's --output_dir.")
+
+
+def run(args) -> int:
+    from trl_plus.cli import UserError
+
+    if args.algo in (None, "-h", "--help"):
+        args._parser.print_help()
+        return 0 if args.algo else 2
+    if args.algo.replace("-", "_") not in ALGORITHMS:
+        from trl_plus.algorithms import get_algorithm
+
+        try:
+            get_algorithm(args.algo)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    script, config, model_args = _parse(args.algo, args.rest)
+    _check_paths(script, config)
+    start = time.perf_counter()
+    trainer = build(args.algo, script, config, model_args)
+    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    trainer.save_model(config.output_dir)
+    report = summarise(args.algo, trainer, time.perf_counter() - start)
+    print(json.dumps(report), file=sys.stderr)
+    if script.report_json:
+        with open(script.report_json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0
+
+
+def build(algo: str, script: TrainArguments, config, model_args):
+    """Everything `train` does before `trainer.train()`: model, data, rewards, QLoRA."""
+    from trl_plus.algorithms import build_trainer, get_algorithm
+    from trl_plus.cli import UserError
+    from trl_plus.data import SYSTEM_PROMPT, load_rows, to_prompt_dataset
+    from trl_plus.qlora import model_kwargs_and_peft
+
+    for key, value in get_algorithm(algo).defaults.items():
+        setattr(config, key, value)
+    model = script.model
+    if model is None:
+        from trl_plus.demo import DemoSettings, tiny_model_path
+
+        model = str(tiny_model_path(DemoSettings(seed=config.seed)))
+    model_args.model_name_or_path = model
+    init_kwargs, peft_config = model_kwargs_and_peft(model_args)
+    config.model_init_kwargs = {**(config.model_init_kwargs or {}), **init_kwargs}
+    rows = load_rows(script.dataset, split="train", n=script.num_samples, seed=config.seed,
+                     difficulty=script.difficulty)
+    dataset = to_prompt_dataset(rows, SYSTEM_PROMPT, conversational=script.conversational)
+    funcs, weights = _rewards(script.reward)
+    if config.reward_weights is None:
+        config.reward_weights = weights
+    try:
+        return build_trainer(algo, model=model, reward_funcs=funcs, args=config, train_dataset=dataset,
+                             peft_config=peft_config)
+    except OSError as e:  # missing local files or no network for a hub id
+        raise UserError(f"could not load model {model!r} ({str(e).splitlines()[0]}). Offline, pass a local model "
+                        "directory; hub ids need internet.") from None
+
+
+def summarise(algo: str, trainer, seconds: float) -> dict:
+    rewards = [row["reward"] for row in trainer.state.log_history if "reward" in row]
+    quarter = max(1, len(rewards) // 4)
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return {
+        "algo": algo,
+        "steps": trainer.state.global_step,
+        "reward_first": mean(rewards[:quarter]),
+        "reward_last": mean(rewards[-quarter:]),
+        "seconds": round(seconds, 1),
+    }
