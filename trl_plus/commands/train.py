@@ -56,6 +56,7 @@ def add_parser(sub):
         "--use_peft --lora_r ...), and all fields of the algorithm's config.",
         add_help=False,
     )
+    p.add_argument("-h", "--help", action="store_true", help="show this help; 'train ALGO --help' shows all options")
     p.add_argument("algo", nargs="?", help="algorithm name")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options, parsed by TRL's TrlParser")
     p.set_defaults(run=run, _parser=p)
@@ -69,9 +70,16 @@ def _parse(algo_name: str, argv: list[str]):
     from trl_plus.cli import UserError
 
     config_cls, _ = get_algorithm(algo_name).classes()
-    parser = TrlParser((TrainArguments, config_cls, ModelConfig), prog=f"trl-plus train {algo_name}")
+    parser = TrlParser(
+        (TrainArguments, config_cls, ModelConfig), prog=f"trl-plus train {algo_name}",
+        epilog="--config FILE.yaml sets any of these options from a YAML file; command-line values win.",
+    )
     # Users type both styles; HfArgumentParser only knows the underscore form of some fields.
     argv = [_underscored(a) for a in argv]
+    import torch
+
+    if not torch.cuda.is_available() and not any(a.split("=")[0] in ("--bf16", "--fp16") for a in argv):
+        argv = ["--bf16", "False", *argv]  # TRL defaults to bf16, which CPU-only training rejects
     try:
         return parser.parse_args_and_config(args=argv)
     except SystemExit as e:
@@ -126,9 +134,9 @@ def _check_paths(script, config):
 def run(args) -> int:
     from trl_plus.cli import UserError
 
-    if args.algo in (None, "-h", "--help"):
+    if args.help or args.algo is None:
         args._parser.print_help()
-        return 0 if args.algo else 2
+        args._parser.exit(0 if args.help else 2)
     if args.algo.replace("-", "_") not in ALGORITHMS:
         from trl_plus.algorithms import get_algorithm
 

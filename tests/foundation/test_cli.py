@@ -1,0 +1,103 @@
+"""The `trl-plus` command line: help for every subcommand, one-line errors, and the demo end to end."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from trl_plus.cli import COMMANDS, main
+
+
+@pytest.mark.parametrize("argv", [[], *[[c] for c in COMMANDS]], ids=["top", *COMMANDS])
+def test_help_is_clear(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: trl-plus" in out and len(out.splitlines()) > 3
+
+
+def test_train_algo_help_lists_config_fields(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "reinforce_pp", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--kl_coef", "--reward", "--load_in_4bit", "--max_steps", "--config"):
+        assert option in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["fly"], "invalid choice: 'fly'"),
+        (["demo", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+        (["demo", "--algo", "ppo2"], "invalid choice: 'ppo2'"),
+    ],
+    ids=["unknown-subcommand", "unknown-option", "unknown-demo-algo"],
+)
+def test_usage_errors_are_one_line_with_the_fix(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "--help" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "ppo2"], "Unknown algorithm 'ppo2'"),
+        (["train", "grpo", "--model", "/no/such/model"], "model directory /no/such/model does not exist"),
+        (["train", "grpo", "--reward", "gsm8k_corectness"], "gsm8k_correctness"),
+        (["train", "grpo", "--dataset", "/no/such.jsonl"], "does not exist"),
+        (["train", "dapo", "--epsilon_high", "0.1"], "epsilon_high"),
+    ],
+    ids=["unknown-algo", "missing-model-dir", "misspelt-reward", "missing-data-file", "bad-config-value"],
+)
+def test_train_errors_name_the_problem_and_the_fix(argv, message, capsys, tmp_path):
+    code = main([*argv, "--output_dir", str(tmp_path)] if len(argv) > 2 else argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert message in err[-1] and err[-1].startswith("trl-plus train: error:")
+
+
+def test_train_rejects_a_data_file_that_is_not_gsm8k(tmp_path, tiny_model_dir, capsys):
+    bad = tmp_path / "rows.jsonl"
+    bad.write_text('{"text": "hello"}\n')
+    assert main(["train", "grpo", "--model", tiny_model_dir, "--dataset", str(bad),
+                 "--output_dir", str(tmp_path / "o")]) == 2
+    assert "not GSM8K-schema" in capsys.readouterr().err
+
+
+def test_malformed_yaml_config(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("learning_rate: [1e-5\nmax_steps: 3\n")
+    assert main(["train", "grpo", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "trl-plus train: error:" in err and "Traceback" not in err
+
+
+@pytest.mark.e2e
+def test_tiny_model_command(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "trl_plus.cli", "tiny-model", str(tmp_path / "m"), "--seed", "1"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+
+
+@pytest.mark.e2e
+def test_demo_end_to_end_at_reduced_budget(tmp_path):
+    report = tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "trl_plus.cli", "demo", "--out-dir", str(tmp_path / "demo"), "--cache-dir",
+           str(tmp_path / "cache"), "--rl-steps", "2", "--sft-max-steps", "10", "--n-test", "8",
+           "--report-json", str(report)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**__import__("os").environ,
+                                                                                "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    data = json.loads(report.read_text())
+    assert {"algo", "accuracy_before", "accuracy_after", "seconds", "steps"} <= set(data)
+    assert data["algo"] == "grpo" and data["steps"] == 2 and 0 <= data["accuracy_after"] <= 1
+    png = tmp_path / "demo" / "reward_curve.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "%|" in out.stderr  # progress bars

@@ -1,0 +1,88 @@
+"""GSM8K-schema data: the generator and the loaders."""
+
+import json
+import re
+
+import pytest
+
+from trl_plus.data import (
+    SYSTEM_PROMPT,
+    DataError,
+    generate_problems,
+    gold_answer,
+    load_rows,
+    read_jsonl,
+    to_prompt_dataset,
+    to_sft_dataset,
+)
+
+ANNOTATION = re.compile(r"<<([^=<>]+)=([^<>]+)>>")
+
+
+@pytest.mark.parametrize("difficulty", [1, 2, 3, 5], ids=lambda d: f"difficulty-{d}")
+def test_generator_is_deterministic_and_arithmetically_right(difficulty):
+    rows = generate_problems(300, seed=7, difficulty=difficulty)
+    assert rows == generate_problems(300, seed=7, difficulty=difficulty)
+    assert rows != generate_problems(300, seed=8, difficulty=difficulty)
+    for row in rows:
+        claims = ANNOTATION.findall(row["answer"])
+        assert len(claims) == max(1, difficulty - 1)
+        for expr, result in claims:
+            assert re.fullmatch(r"[\d+\-*]+", expr)
+            assert eval(expr) == int(result)  # noqa: S307 - test oracle on generated digits and operators only
+        # the final answer is the last calculator result
+        assert gold_answer(row["answer"]) == claims[-1][1]
+
+
+def test_difficulty_dials_the_number_of_steps():
+    assert generate_problems(1, difficulty=1)[0]["question"].startswith("What is ")
+    lines = lambda d: generate_problems(1, difficulty=d)[0]["answer"].count("\n")  # noqa: E731
+    assert lines(2) < lines(4) < lines(6)
+
+
+def test_loader_on_real_gsm8k_test_split(gsm8k_dir):
+    rows = load_rows(str(gsm8k_dir / "test.jsonl"))
+    assert len(rows) == 1319
+    ds = to_prompt_dataset(rows)
+    assert ds.column_names == ["prompt", "answer"] and len(ds) == 1319
+    assert ds[0]["prompt"][0] == {"role": "system", "content": SYSTEM_PROMPT}
+    assert ds[0]["prompt"][1]["content"] == rows[0]["question"]
+    assert ds[0]["answer"] == rows[0]["answer"]  # kept for the reward functions
+    plain = to_prompt_dataset(rows[:3], conversational=False)
+    assert plain[0]["prompt"].startswith(SYSTEM_PROMPT) and plain[0]["prompt"].endswith(rows[0]["question"] + "\n")
+    assert "<answer>" in SYSTEM_PROMPT and "####" in SYSTEM_PROMPT
+
+
+def test_sft_dataset_is_in_the_answer_format():
+    ds = to_sft_dataset(generate_problems(2, seed=0), system_prompt=None, conversational=False)
+    assert ds[0]["completion"].startswith("<reasoning>\n") and "#### " in ds[0]["completion"]
+    assert "<<" not in ds[0]["completion"]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"question": "q"}\n', "not GSM8K-schema"),
+        ('{"question": "q", "answer": "42"}\n', "no '#### N'"),
+        ("question,answer\nq,42\n", "is not JSON"),
+        ("", "is empty"),
+        ('["q", "a"]\n', "not GSM8K-schema"),
+    ],
+    ids=["missing-answer", "answer-without-hashes", "csv-not-jsonl", "empty-file", "array-row"],
+)
+def test_bad_data_files_get_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "data.jsonl"
+    path.write_text(content)
+    with pytest.raises(DataError, match=re.escape(message)) as e:
+        read_jsonl(path)
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_source_and_missing_file(tmp_path):
+    with pytest.raises(DataError, match="Unknown dataset 'mnist'"):
+        load_rows("mnist")
+    with pytest.raises(DataError, match="does not exist"):
+        load_rows(str(tmp_path / "nope.jsonl"))
+    row = json.dumps({"question": "q", "answer": "1+1=2\n#### 2"})
+    (tmp_path / "ok.jsonl").write_text(row + "\n" + row + "\n")
+    assert len(load_rows(str(tmp_path / "ok.jsonl"), n=1)) == 1
