@@ -47,21 +47,21 @@ def fast_args(tmp_path):
     """Keyword arguments for any GRPOConfig subclass: CPU, 2 steps, 4 completions of <= 8 tokens."""
 
     def make(**overrides):
-        kwargs = dict(
-            output_dir=str(tmp_path / "out"),
-            use_cpu=True,
-            bf16=False,
-            max_steps=2,
-            per_device_train_batch_size=4,
-            num_generations=4,
-            max_completion_length=8,
-            learning_rate=1e-2,
-            logging_steps=1,
-            save_strategy="no",
-            report_to=[],
-            seed=0,
-            disable_tqdm=True,
-        )
+        kwargs = {
+            "output_dir": str(tmp_path / "out"),
+            "use_cpu": True,
+            "bf16": False,
+            "max_steps": 2,
+            "per_device_train_batch_size": 4,
+            "num_generations": 4,
+            "max_completion_length": 8,
+            "learning_rate": 1e-2,
+            "logging_steps": 1,
+            "save_strategy": "no",
+            "report_to": [],
+            "seed": 0,
+            "disable_tqdm": True,
+        }
         kwargs.update(overrides)
         return kwargs
 

@@ -32,7 +32,7 @@ _LAZY = {
     "SYSTEM_PROMPT": "trl_plus.data",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [*sorted(_LAZY)]  # noqa: PLE0604 - names are resolved lazily below
 
 
 def __getattr__(name):

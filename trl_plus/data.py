@@ -128,7 +128,7 @@ def load_rows(source: str = "synthetic", split: str = "train", n: int | None = N
 
         try:
             ds = load_dataset("openai/gsm8k", "main", split=split)
-        except Exception as e:  # no network: say how to work offline instead
+        except Exception as e:  # noqa: BLE001 - any hub failure gets the same offline advice
             raise DataError(
                 f"Could not load openai/gsm8k from the hub ({type(e).__name__}). Offline, pass a local jsonl path "
                 "such as ../shared/data/gsm8k/train.jsonl."

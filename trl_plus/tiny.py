@@ -30,13 +30,13 @@ CHAT_TEMPLATE = (
 )
 
 SIZES = {
-    # 0.87M parameters: the size measured to learn 2-digit addition on CPU in minutes.
-    # Llama rather than Qwen2: transformers 5 loads any `qwen2` checkpoint with Qwen2Tokenizer,
-    # ignoring the saved tokenizer class, and that tokenizer drops whitespace characters.
-    "tiny": dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
-                 num_key_value_heads=4),
-    "small": dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=8,
-                  num_key_value_heads=4),
+    # 1.06M parameters: the shape measured to learn 2-digit addition on CPU in minutes (hidden 128,
+    # 4 layers). Llama rather than Qwen2: transformers 5 loads any `qwen2` checkpoint with
+    # Qwen2Tokenizer, ignoring the saved tokenizer class, and that tokenizer drops whitespace.
+    "tiny": {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 4,
+             "num_key_value_heads": 4},
+    "small": {"hidden_size": 256, "intermediate_size": 1024, "num_hidden_layers": 6, "num_attention_heads": 8,
+              "num_key_value_heads": 4},
 }
 
 

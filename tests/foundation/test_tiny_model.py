@@ -43,5 +43,5 @@ def test_same_seed_same_weights_other_seed_differs():
 def test_sizes():
     tiny, _ = build_tiny_model(size="tiny")
     small, _ = build_tiny_model(size="small")
-    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    n = lambda m: sum(p.numel() for p in m.parameters())
     assert 0.5e6 < n(tiny) < 2e6 < n(small) < 10e6

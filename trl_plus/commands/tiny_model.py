@@ -13,7 +13,7 @@ def add_parser(sub):
     p.add_argument("dir", help="output directory")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed (default: 0)")
     p.add_argument("--size", choices=["tiny", "small"], default="tiny",
-                   help="tiny: 1.1M parameters; small: 4.6M parameters (default: tiny)")
+                   help="tiny: 1.1M parameters; small: about 5M parameters (default: tiny)")
     p.set_defaults(run=run)
     return p
 

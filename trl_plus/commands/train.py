@@ -86,7 +86,7 @@ def _parse(algo_name: str, argv: list[str]):
         if e.code not in (0, None):
             raise UserError(f"bad options for '{algo_name}'; run 'trl-plus train {algo_name} --help'.") from None
         raise
-    except Exception as e:  # malformed YAML, impossible config values (__post_init__ messages)
+    except Exception as e:  # noqa: BLE001 - malformed YAML, impossible config values (__post_init__ messages)
         raise UserError(f"{type(e).__name__}: {e}".replace("\n", " ")) from None
 
 
@@ -99,7 +99,6 @@ def _underscored(arg: str) -> str:
 
 def _rewards(specs: list[str]):
     import reward_fns
-
     from trl_plus.cli import UserError
 
     if not specs:
@@ -121,9 +120,9 @@ def _check_paths(script, config):
     from trl_plus.cli import UserError
 
     model = script.model
-    if model and (model.startswith((".", "/", "~")) or os.sep in model and not os.path.exists(model)):
-        if not os.path.isdir(os.path.expanduser(model)):
-            raise UserError(f"model directory {model} does not exist: pass a saved model directory "
+    # "org/name" is a hub id; only something that looks like a filesystem path must exist here.
+    if model and model.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(model)):
+        raise UserError(f"model directory {model} does not exist: pass a saved model directory "
                             "(e.g. made by 'trl-plus tiny-model DIR') or a hub id such as Qwen/Qwen2.5-0.5B-Instruct.")
     ckpt = config.resume_from_checkpoint
     if ckpt and ckpt not in ("True", "true") and not os.path.isdir(ckpt):
@@ -192,7 +191,7 @@ def build(algo: str, script: TrainArguments, config, model_args):
 def summarise(algo: str, trainer, seconds: float) -> dict:
     rewards = [row["reward"] for row in trainer.state.log_history if "reward" in row]
     quarter = max(1, len(rewards) // 4)
-    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    mean = lambda xs: sum(xs) / len(xs) if xs else None
     return {
         "algo": algo,
         "steps": trainer.state.global_step,

@@ -9,6 +9,7 @@ without dividing by the group std, and the loss is summed over tokens and divide
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from trl import GRPOConfig, GRPOTrainer
 
@@ -43,7 +44,7 @@ class DrGRPOConfig(GRPOConfig):
 class DrGRPOTrainer(GRPOTrainer):
     """`trl.GRPOTrainer` run with a `DrGRPOConfig` (same arguments as `GRPOTrainer`)."""
 
-    _tag_names = ["trl", "trl-plus", "dr-grpo"]
+    _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "dr-grpo"]
 
     def __init__(self, model, reward_funcs, args: DrGRPOConfig | None = None, *more, **kwargs):
         if args is None:

@@ -15,6 +15,7 @@ Overrides:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from trl import GRPOConfig
@@ -80,7 +81,7 @@ class ReinforcePlusPlusTrainer(PlusGRPOTrainer):
     The reference model is built when `kl_coef > 0` even though `beta = 0` (see `base.py`).
     """
 
-    _tag_names = ["trl", "trl-plus", "reinforce++"]
+    _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "reinforce++"]
 
     def __init__(self, model, reward_funcs, args: ReinforcePlusPlusConfig | None = None, *more, **kwargs):
         if args is None:
