@@ -172,8 +172,11 @@ def build(algo: str, script: TrainArguments, config, model_args):
 
         model = str(tiny_model_path(DemoSettings(seed=config.seed)))
     model_args.model_name_or_path = model
-    init_kwargs, peft_config = model_kwargs_and_peft(model_args)
-    config.model_init_kwargs = {**(config.model_init_kwargs or {}), **init_kwargs}
+    try:
+        init_kwargs, peft_config = model_kwargs_and_peft(model_args)
+    except (ImportError, ValueError) as e:  # e.g. 4-bit without bitsandbytes or without --use_peft
+        raise UserError(str(e)) from None
+    config.model_init_kwargs = {**init_kwargs, **(config.model_init_kwargs or {})}  # the user's values win
     rows = load_rows(script.dataset, split="train", n=script.num_samples, seed=config.seed,
                      difficulty=script.difficulty)
     dataset = to_prompt_dataset(rows, SYSTEM_PROMPT, conversational=script.conversational)
