@@ -11,9 +11,20 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One intra-op thread: the models here are tiny, so threads only add overhead, and on a busy
+# 2-core machine torch's spinning threads slow a training step down by 10x or more.
+# Subprocesses (CLI and multi-process tests) inherit it through the environment.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 GSM8K_DIR = REPO.parent / "shared" / "data" / "gsm8k"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +72,7 @@ def fast_args(tmp_path):
             "report_to": [],
             "seed": 0,
             "disable_tqdm": True,
+            "gradient_checkpointing": False,  # TRL defaults it on; it only costs time on a 1M model
         }
         kwargs.update(overrides)
         return kwargs

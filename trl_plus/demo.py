@@ -114,7 +114,7 @@ def sft_warmup(model_path: Path, train_rows, dev_rows, settings: DemoSettings):
         output_dir=str(Path(settings.out_dir) / "sft"), use_cpu=True, bf16=False, seed=settings.seed,
         per_device_train_batch_size=settings.sft_batch, learning_rate=settings.sft_lr,
         lr_scheduler_type="constant", warmup_steps=0, max_steps=settings.sft_max_steps, logging_steps=50,
-        save_strategy="no", report_to=[], max_length=128,
+        save_strategy="no", report_to=[], max_length=128, gradient_checkpointing=False,  # a 1M model: no memory to save
     )
     history: list = []
     trainer = SFTTrainer(
@@ -137,7 +137,10 @@ def rl_train(model, tokenizer, train_rows, settings: DemoSettings):
         per_device_train_batch_size=settings.rl_prompts_per_step * settings.num_generations,
         num_generations=settings.num_generations, max_completion_length=settings.max_completion_length,
         learning_rate=settings.rl_lr, max_steps=settings.rl_steps, logging_steps=10, save_strategy="no",
-        report_to=[], temperature=1.0, reward_weights=list(REWARDS.values()), **algo.defaults,
+        report_to=[], temperature=1.0, reward_weights=list(REWARDS.values()), gradient_checkpointing=False,
+        **algo.defaults,
+        # ps_grpo trains on arithmetic_steps; the answer's correctness enters as one extra step.
+        **({"outcome_weight": 1.0} if settings.algo == "ps_grpo" else {}),
     )
     trainer = build_trainer(
         settings.algo, model=model, processing_class=tokenizer, args=args,

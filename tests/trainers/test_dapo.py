@@ -19,14 +19,6 @@ from trl_plus.trainers.rollout import concat_rollouts
 G = 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """On a busy CPU, torch's intra-op threads contend with each other and the tiny model runs many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 TEXTS = ["7", "77", "a", "777"]  # pinned: every group of 4 gets these, so sevens = [1, 2, 0, 3]
 
 

@@ -17,15 +17,6 @@ G = 4
 TEXTS = ["77", "7", "777x", "777", "n", "abc", "x", "y"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """On a busy CPU, torch's intra-op threads contend with each other and the tiny model runs many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def sevens(completions, **kwargs):
     return [None if c == "n" else float(c.count("7")) for c in completions]
 

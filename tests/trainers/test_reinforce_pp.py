@@ -72,6 +72,8 @@ def test_advantages_through_the_seam_equal_the_core(tiny_model_dir, addition_dat
     assert out["advantages"].shape == mask.shape
     torch.testing.assert_close(out["advantages"], expected, atol=1e-4, rtol=1e-4)
     assert kl[mask.bool()].abs().max() > 1e-3  # the KL term really took part
+    # TRL's completions table shows the advantages trained on (each row's first token), not GRPO's
+    assert list(trainer._logs["advantages"])[-8:] == pytest.approx(out["advantages"][:, 0].tolist())
 
 
 def test_reward_clip_limits_the_outcome(tiny_model_dir, addition_dataset, fast_args, pin):

@@ -15,15 +15,6 @@ SAMPLED = ["77", "1", "777", "x", "7a7", "", "b", "7"]  # pinned: 2 groups of 4 
 GREEDY = ["7", "xx"]  # pinned greedy completion of the 1st and 2nd prompt
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """On a busy CPU, torch's intra-op threads contend with each other and the tiny model runs many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def sevens(completions, **kwargs):
     return [float(c.count("7")) for c in completions]
 

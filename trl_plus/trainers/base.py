@@ -81,7 +81,22 @@ class PlusGRPOTrainer(GRPOTrainer):
         advantages = self.compute_advantages(out)
         if advantages is not None:
             out["advantages"] = advantages
+            self._log_advantages(advantages, self.loss_mask(out))
         return out
+
+    def _log_advantages(self, advantages: torch.Tensor, mask: torch.Tensor) -> None:
+        """Show the advantages actually trained on in TRL's completions table (TRL logged GRPO's).
+
+        For (B, T) advantages a row shows its first valid token's value.
+        """
+        if advantages.dim() == 2:
+            first = mask.long().argmax(dim=1)
+            advantages = advantages.gather(1, first[:, None]).squeeze(1) * mask.any(dim=1)
+        gathered = self.accelerator.gather(advantages.detach().float()).tolist()
+        logged = self._logs["advantages"]
+        if len(logged) >= len(gathered):
+            for k, value in enumerate(gathered):
+                logged[len(logged) - len(gathered) + k] = value
 
     @contextlib.contextmanager
     def _reference_logps_scope(self):

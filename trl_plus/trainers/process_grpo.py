@@ -230,7 +230,3 @@ class ProcessGRPOTrainer(PlusGRPOTrainer):
             valid = per_row[~torch.isnan(per_row)]
             metrics["reward"][-1] = valid.mean().item() if len(valid) else math.nan
             metrics["reward_std"][-1] = valid.std().item() if len(valid) > 1 else 0.0
-        logged = self._logs["advantages"]  # the completions table: each completion's advantage at its first token
-        if len(logged) >= len(advantages):
-            for k, value in enumerate(advantages[:, 0].tolist()):
-                logged[len(logged) - len(advantages) + k] = value
