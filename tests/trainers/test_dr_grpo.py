@@ -86,9 +86,9 @@ def test_dr_grpo_learns_to_emit_sevens(tiny_model_dir, addition_dataset, fast_ar
     def share_of_sevens(completions, **kwargs):
         return [c.count("7") / max(len(c), 1) for c in completions]
 
-    args = DrGRPOConfig(**fast_args(max_steps=30, per_device_train_batch_size=16, learning_rate=3e-2,
-                                    max_completion_length=6))
+    args = DrGRPOConfig(**fast_args(max_steps=12, per_device_train_batch_size=16, learning_rate=3e-2))
     trainer = DrGRPOTrainer(tiny_model_dir, share_of_sevens, args=args, train_dataset=addition_dataset(64))
     trainer.train()
     rewards = [row["reward"] for row in trainer.state.log_history if "reward" in row]
-    assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.3, rewards
+    first, last = sum(rewards[:2]) / 2, sum(rewards[-3:]) / 3
+    assert first < 0.15 and last > first + 0.5, rewards

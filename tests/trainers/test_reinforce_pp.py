@@ -178,9 +178,9 @@ def test_reinforce_pp_learns_to_emit_sevens(tiny_model_dir, addition_dataset, fa
     def share_of_sevens(completions, **kwargs):
         return [c.count("7") / max(len(c), 1) for c in completions]
 
-    trainer = make(tiny_model_dir, addition_dataset(64), fast_args, reward=share_of_sevens, max_steps=30,
-                   per_device_train_batch_size=16, learning_rate=3e-2, max_completion_length=6, kl_coef=0.001)
+    trainer = make(tiny_model_dir, addition_dataset(64), fast_args, reward=share_of_sevens, max_steps=12,
+                   per_device_train_batch_size=16, learning_rate=3e-2, kl_coef=0.001)
     trainer.train()
     rewards = [row["reward"] for row in trainer.state.log_history if "reward" in row]
-    first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
-    assert last > first + 0.3, rewards
+    first, last = sum(rewards[:2]) / 2, sum(rewards[-3:]) / 3
+    assert first < 0.15 and last > first + 0.5, rewards
