@@ -113,6 +113,13 @@ def validate_row(row, where: str) -> None:
         )
     if "####" not in row["answer"]:
         raise DataError(f"{where}: 'answer' has no '#### N' final answer; GSM8K-schema answers end in '#### N'.")
+    from reward_fns import extract_gold
+
+    if extract_gold(row["answer"]) is None:
+        final = row["answer"].rsplit("####", 1)[-1].strip()
+        raise DataError(f"{where}: the final answer {final[:40]!r} after '####' is not a number, so the correctness "
+                        "rewards could never score this row (they would abstain): write '#### <number>' "
+                        "(e.g. '#### 42', '#### -3.5', '#### 1,234') or drop the row.")
 
 
 def load_rows(source: str = "synthetic", split: str = "train", n: int | None = None, seed: int = 0,

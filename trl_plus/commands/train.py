@@ -80,14 +80,38 @@ def _parse(algo_name: str, argv: list[str]):
 
     if not torch.cuda.is_available() and not any(a.split("=")[0] in ("--bf16", "--fp16") for a in argv):
         argv = ["--bf16", "False", *argv]  # TRL defaults to bf16, which CPU-only training rejects
+
+    def fail(message):  # argparse's own message (bad value, missing value) as one line, without the usage dump
+        raise UserError(f"{message}; run 'trl-plus train {algo_name} --help' for the valid options.")
+
+    parser.error = fail
     try:
-        return parser.parse_args_and_config(args=argv)
+        parsed = parser.parse_args_and_config(args=argv)
+    except UserError:
+        raise
     except SystemExit as e:
         if e.code not in (0, None):
             raise UserError(f"bad options for '{algo_name}'; run 'trl-plus train {algo_name} --help'.") from None
         raise
     except Exception as e:  # noqa: BLE001 - malformed YAML, impossible config values (__post_init__ messages)
-        raise UserError(f"{type(e).__name__}: {e}".replace("\n", " ")) from None
+        message = f"{type(e).__name__}: {e}".replace("\n", " ")
+        if type(e).__module__.startswith("yaml"):
+            message = (f"the --config file is not valid YAML ({message}); fix the syntax: one 'option: value' per "
+                       "line, as in the examples/ recipes.")
+        if "not used by the HfArgumentParser" in message or "Unknown arguments from config file" in message:
+            message += f" Run 'trl-plus train {algo_name} --help' for the valid options."
+        if "max_prompt_length" in message:
+            message += (" TRL 1.16 has no max_prompt_length and never truncates prompts: shorten or filter long "
+                        "prompts in the data (trl-plus warns when a prompt plus max_completion_length exceeds the "
+                        "model's context).")
+        raise UserError(message) from None
+    from trl_plus.trainers.base import check_config
+
+    try:
+        check_config(parsed[1])
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return parsed
 
 
 def _underscored(arg: str) -> str:
@@ -124,6 +148,11 @@ def _check_paths(script, config):
     if model and model.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(model)):
         raise UserError(f"model directory {model} does not exist: pass a saved model directory "
                             "(e.g. made by 'trl-plus tiny-model DIR') or a hub id such as Qwen/Qwen2.5-0.5B-Instruct.")
+    path = os.path.expanduser(model or "")
+    if model and os.path.isdir(path) and not any(os.path.isfile(os.path.join(path, f))
+                                                 for f in ("config.json", "adapter_config.json")):
+        raise UserError(f"{model} is not a model directory (no config.json): pass a directory written by "
+                        "save_pretrained (e.g. made by 'trl-plus tiny-model DIR', or a checkpoint-N of a run).")
     ckpt = config.resume_from_checkpoint
     if ckpt and ckpt not in ("True", "true") and not os.path.isdir(ckpt):
         raise UserError(f"--resume_from_checkpoint {ckpt} does not exist: pass a checkpoint-N directory from "
@@ -183,12 +212,18 @@ def build(algo: str, script: TrainArguments, config, model_args):
     funcs, weights = _rewards(script.reward)
     if config.reward_weights is None:
         config.reward_weights = weights
+    from trl_plus.trainers.base import check_trainer
+
     try:
-        return build_trainer(algo, model=model, reward_funcs=funcs, args=config, train_dataset=dataset,
-                             peft_config=peft_config)
+        trainer = build_trainer(algo, model=model, reward_funcs=funcs, args=config, train_dataset=dataset,
+                                peft_config=peft_config)
+        check_trainer(trainer)  # trl-plus trainers ran it already; TRL's own GRPOTrainer did not
     except OSError as e:  # missing local files or no network for a hub id
         raise UserError(f"could not load model {model!r} ({str(e).splitlines()[0]}). Offline, pass a local model "
                         "directory; hub ids need internet.") from None
+    except ValueError as e:  # input checks of the trainers (data, tokenizer, rewards vs algorithm)
+        raise UserError(str(e).replace("\n", " ")) from None
+    return trainer
 
 
 def summarise(algo: str, trainer, seconds: float) -> dict:

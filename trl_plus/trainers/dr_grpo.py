@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOConfig
+
+from trl_plus.trainers.base import PlusGRPOTrainer
 
 
 @dataclass
@@ -41,8 +43,9 @@ class DrGRPOConfig(GRPOConfig):
             )
 
 
-class DrGRPOTrainer(GRPOTrainer):
-    """`trl.GRPOTrainer` run with a `DrGRPOConfig` (same arguments as `GRPOTrainer`)."""
+class DrGRPOTrainer(PlusGRPOTrainer):
+    """`trl.GRPOTrainer` run with a `DrGRPOConfig` (same arguments as `GRPOTrainer`). The advantages are TRL's own
+    (`compute_advantages` is not overridden); `PlusGRPOTrainer` adds only the shared input checks."""
 
     _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "dr-grpo"]
 
