@@ -182,10 +182,6 @@ def test_python_module_entry_point_runs(tmp_path):
     assert out.returncode == 0 and "usage: trl-plus train" in out.stdout
 
 
-@pytest.mark.xfail(reason="trl_plus/cli.py's `if __name__ == '__main__'` block runs main() of the module loaded as "
-                          "__main__, whose UserError is not the trl_plus.cli.UserError the commands raise, so "
-                          "`python -m trl_plus.cli` prints a traceback and exits 1 (the `trl-plus` script is fine). "
-                          "Fix: `from trl_plus.cli import main` in that block.", strict=False)
 def test_python_module_entry_point_reports_user_errors_in_one_line():
     import subprocess
 

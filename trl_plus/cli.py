@@ -61,4 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m trl_plus.cli` runs this file as `__main__`, a second copy of the module whose UserError
+    # is not the one the commands raise: call the real module's main.
+    from trl_plus.cli import main as _main
+
+    sys.exit(_main())

@@ -2,7 +2,7 @@
 
 Completions are *sampled* (not pinned), so the resumed run only matches if the global torch RNG (saved by
 `transformers.Trainer` in `rng_state.pth`) and every RNG trl-plus adds (DAPO's prompt-drawing generator, in
-`trl_plus_dapo_state.pt`) are restored. Logged metrics of steps 3 and 4 (loss, reward, grad norm and the
+`trl_plus_state.pt`) are restored. Logged metrics of steps 3 and 4 (loss, reward, grad norm and the
 algorithm's own metrics) must equal those of the uninterrupted run.
 
 The second half checks the *inventory*: every attribute a trl-plus trainer adds to a `GRPOTrainer` instance is
@@ -132,7 +132,7 @@ ADDED_STATE = {
     "process_weights": CONFIG,
     "_outcome_columns": CONFIG,
     "_metric_index": CONFIG,  # dapo: index of the dynamic-sampling metric
-    "_ds_generator": SAVED,  # dapo: the prompt-drawing RNG -> trl_plus_dapo_state.pt
+    "_ds_generator": SAVED,  # dapo: the prompt-drawing RNG -> trl_plus_state.pt
 }
 
 

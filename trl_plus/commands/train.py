@@ -105,7 +105,7 @@ def _parse(algo_name: str, argv: list[str]):
                         "prompts in the data (trl-plus warns when a prompt plus max_completion_length exceeds the "
                         "model's context).")
         raise UserError(message) from None
-    from trl_plus.trainers.base import check_config
+    from trl_plus.checks import check_config
 
     try:
         check_config(parsed[1])
@@ -212,7 +212,7 @@ def build(algo: str, script: TrainArguments, config, model_args):
     funcs, weights = _rewards(script.reward)
     if config.reward_weights is None:
         config.reward_weights = weights
-    from trl_plus.trainers.base import check_trainer
+    from trl_plus.checks import check_trainer
 
     try:
         trainer = build_trainer(algo, model=model, reward_funcs=funcs, args=config, train_dataset=dataset,

@@ -21,13 +21,22 @@ TRL's reference handling (separate model, PEFT adapter disabled, DeepSpeed/FSDP 
 from __future__ import annotations
 
 import contextlib
-import math
-import warnings
+import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from accelerate.utils import gather_object
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
+
+from trl_plus.checks import check_config, check_trainer, checked_reward, warn_if_past_context
+
+logger = logging.getLogger(__name__)
+
+# Per-process state a trainer adds to TRL's (see `checkpoint_state`), one file per checkpoint.
+STATE_FILE = "trl_plus_state.pt"
 
 # Any non-zero value makes TRL build and run the reference model; the loss never sees it.
 _REFERENCE_ONLY_BETA = 1.0
@@ -77,7 +86,7 @@ class PlusGRPOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         funcs = self.reward_funcs  # checked for the call: errors name the function and the fix
-        self.reward_funcs = [_checked_reward(f, name) for f, name in zip(funcs, self.reward_func_names)]
+        self.reward_funcs = [checked_reward(f, name) for f, name in zip(funcs, self.reward_func_names)]
         try:
             rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         finally:
@@ -88,7 +97,7 @@ class PlusGRPOTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs):
         with self._reference_logps_scope():
             out = super()._generate_and_score_completions(inputs)
-        _warn_if_past_context(self, out["prompt_ids"].size(1))
+        warn_if_past_context(self, out["prompt_ids"].size(1))
         advantages = self.compute_advantages(out)
         if advantages is not None:
             out["advantages"] = advantages
@@ -179,109 +188,42 @@ class PlusGRPOTrainer(GRPOTrainer):
         mask = out["completion_mask"]
         return mask * out["tool_mask"] if "tool_mask" in out else mask
 
+    # ----- state trl-plus adds, saved with every checkpoint and restored on resume ---------------------------------
 
-# ----- input checks (shared with the CLI, which also runs them for TRL's own GRPOTrainer) -----------------------
+    def checkpoint_state(self) -> dict | None:
+        """This process's extra state (e.g. an RNG of the trainer's own), or None when there is none."""
+        return None
 
+    def load_checkpoint_state(self, state: dict) -> None:
+        """Restore what `checkpoint_state` returned."""
 
-def check_config(args) -> None:
-    """Checks of a GRPO-family config that TRL leaves to a deep library error; ValueError naming the fix."""
-    n = getattr(args, "max_completion_length", None)
-    if n is not None and n <= 0:
-        raise ValueError(f"max_completion_length must be a positive number of tokens (got {n}): it caps the tokens "
-                         "generated per completion, e.g. 256 for GSM8K-style answers.")
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if type(self).checkpoint_state is PlusGRPOTrainer.checkpoint_state:
+            return
+        states = gather_object([self.checkpoint_state()])  # every rank's state, written once by the main one
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            torch.save({"per_process": states}, os.path.join(folder, STATE_FILE))
 
+    def _load_extra_state(self, checkpoint: str | None) -> None:
+        path = None if checkpoint is None else os.path.join(checkpoint, STATE_FILE)
+        if path is None or not os.path.isfile(path):
+            return
+        states = torch.load(path, weights_only=True)["per_process"]
+        if len(states) != self.accelerator.num_processes:
+            logger.warning(f"{path} holds the state of {len(states)} processes, but this run has "
+                           f"{self.accelerator.num_processes}: the trl-plus state starts afresh.")
+            return
+        self.load_checkpoint_state(states[self.accelerator.process_index])
 
-def check_trainer(trainer: GRPOTrainer) -> None:
-    """Checks of a constructed `GRPOTrainer` (any, TRL's included) that would otherwise fail late, deep inside a
-    library, or silently: ValueError naming the problem and the fix."""
-    from datasets import IterableDataset
-    from trl.data_utils import is_conversational
+    # Transformers calls `_load_rng_state(checkpoint)` when resuming, but not with `ignore_data_skip` mid-epoch;
+    # `_load_optimizer_and_scheduler(checkpoint)` runs on every resume. Loading twice is harmless (same file,
+    # nothing happens in between).
+    def _load_rng_state(self, checkpoint):
+        super()._load_rng_state(checkpoint)
+        self._load_extra_state(checkpoint)
 
-    import reward_fns
-
-    name = type(trainer).__name__
-    for func, func_name in zip(trainer.reward_funcs, trainer.reward_func_names):
-        if reward_fns.is_process_reward(func):
-            raise ValueError(f"Reward function {func_name!r} is a step-level (process) reward: it returns (offset, "
-                             f"reward) steps per completion, which {name} cannot use. Train with ps_grpo "
-                             "(ProcessGRPOTrainer), or pick an outcome reward.")
-    tok = trainer._tokenizer
-    if tok.pad_token_id is None:
-        raise ValueError("The tokenizer has neither a pad token nor an EOS token, so completions cannot be padded or "
-                         "ended: set tokenizer.pad_token (and eos_token) and pass it as processing_class.")
-    ds = trainer.train_dataset
-    if ds is None or isinstance(ds, IterableDataset) or not hasattr(ds, "__len__"):
-        return
-    need = trainer.args.generation_batch_size // trainer.num_generations
-    if len(ds) < need:
-        raise ValueError(f"train_dataset has {len(ds)} prompts, but one generation batch needs {need} distinct "
-                         f"prompts (generation_batch_size {trainer.args.generation_batch_size} / num_generations "
-                         f"{trainer.num_generations}); TRL's sampler would yield no batch and training would end "
-                         "without a single step. Add prompts, or lower per_device_train_batch_size, "
-                         "steps_per_generation or the number of processes.")
-    first = ds[0]
-    template = getattr(trainer, "chat_template", None) or getattr(trainer.processing_class, "chat_template", None) \
-        or getattr(tok, "chat_template", None)
-    if "prompt" in first and is_conversational({"prompt": first["prompt"]}) and not template:
-        raise ValueError("The prompts are conversational (lists of messages), but the tokenizer has no chat template "
-                         "to turn them into text. Use plain-text prompts (strings; CLI: --conversational false), set "
-                         "tokenizer.chat_template and pass the tokenizer as processing_class, or use a chat/instruct "
-                         "model.")
-
-
-def _checked_reward(func, name: str):
-    """`func` with its output checked; nn.Modules and async functions are returned as they are."""
-    from trl.trainer.utils import is_async_callable
-
-    if isinstance(func, torch.nn.Module) or is_async_callable(func):
-        return func
-
-    def checked(*args, **kwargs):
-        try:
-            result = func(*args, **kwargs)
-        except Exception as exc:
-            exc.add_note(f"(raised by the reward function {name!r}: a reward function that cannot score a "
-                         "completion should return None for it rather than raise)")
-            raise
-        _check_rewards(result, name)
-        return result
-
-    return checked
-
-
-def _check_rewards(result, name: str) -> None:
-    """TRL turns None into NaN (abstain) and checks the length; anything else that is not a finite number (a missing
-    list, strings, step lists, inf) would fail deep in torch or put inf into the loss."""
-    if isinstance(result, (str, bytes)) or not hasattr(result, "__len__") or not hasattr(result, "__iter__"):
-        raise ValueError(f"Reward function {name!r} returned {type(result).__name__}; it must return a list with one "
-                         "float per completion (None to abstain on a completion).")
-    for i, value in enumerate(result):
-        if value is None:
-            continue
-        try:
-            number = None if isinstance(value, (str, bytes)) else float(value)
-        except (TypeError, ValueError):
-            number = None
-        if number is None:
-            steps = " Step lists are a process reward's output: train those with ps_grpo." \
-                if isinstance(value, (list, tuple)) else ""
-            raise ValueError(f"Reward function {name!r} returned {value!r:.60} for completion {i}; rewards must be "
-                             f"numbers (None to abstain).{steps}")
-        if math.isinf(number):
-            raise ValueError(f"Reward function {name!r} returned {number} for completion {i}; rewards must be finite "
-                             "(None or NaN abstains). Clip the reward or return None where it is undefined.")
-
-
-def _warn_if_past_context(trainer: GRPOTrainer, prompt_width: int) -> None:
-    """TRL 1.16 has no max_prompt_length and never truncates prompts: warn when the longest prompt of the batch plus
-    max_completion_length exceeds the model's context (positions the model was not trained on, or an index error
-    inside the model). The message is the same for the whole run, so Python's warning filter shows it once."""
-    config = trainer.accelerator.unwrap_model(trainer.model).config
-    limit = getattr(config.get_text_config() if hasattr(config, "get_text_config") else config,
-                    "max_position_embeddings", None)
-    budget = trainer.max_completion_length or 0
-    if isinstance(limit, int) and prompt_width + budget > limit:
-        warnings.warn(f"A prompt plus max_completion_length ({budget}) exceeds the model's context "
-                      f"(max_position_embeddings={limit}); TRL 1.16 does not truncate prompts (it has no "
-                      "max_prompt_length). Shorten or filter the long prompts, or lower max_completion_length.",
-                      UserWarning, stacklevel=2)
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        self._load_extra_state(checkpoint)

@@ -24,25 +24,18 @@ normalisation (`scale_rewards="batch"`, `normalize_then_sum`) would not be, and 
 from __future__ import annotations
 
 import copy
-import logging
-import os
 import warnings
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
-from accelerate.utils import gather_object
 from datasets import IterableDataset
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig
 from trl.rewards import get_soft_overlong_punishment
 
-from trl_plus.trainers.base import PlusGRPOTrainer
+from trl_plus.trainers.base import STATE_FILE, PlusGRPOTrainer  # noqa: F401 - STATE_FILE re-exported
 from trl_plus.trainers.rollout import concat_rollouts, select_rows
 
-logger = logging.getLogger(__name__)
-
-STATE_FILE = "trl_plus_dapo_state.pt"
 
 
 @dataclass
@@ -115,7 +108,7 @@ class DAPOTrainer(PlusGRPOTrainer):
     Advantages stay TRL's GRPO advantages (group-normalised, so those of a kept group do not depend on the other
     groups). Logs per generation: `dapo/gen_rounds`, `dapo/groups_generated`, `dapo/groups_kept` and
     `dapo/groups_filled` (global counts). The prompt-drawing RNG is seeded with `seed + process_index`, saved in
-    every checkpoint (`trl_plus_dapo_state.pt`) and restored on resume.
+    every checkpoint (`trl_plus_state.pt`, by the base class) and restored on resume.
     """
 
     _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "dapo"]
@@ -214,7 +207,7 @@ class DAPOTrainer(PlusGRPOTrainer):
             warnings.warn(message + f"Training on them; the other {n_needed - n_kept} slots hold dropped groups with "
                           "zero loss mask and advantage. Raise max_num_gen_batches to avoid this.", stacklevel=3)
 
-    # ----- state of the prompt-drawing RNG (saved with checkpoints) ----------------------------------------------
+    # ----- state of the prompt-drawing RNG (saved with checkpoints by the base class) ---------------------------
 
     def dynamic_sampling_state(self) -> dict:
         """The state of this process's prompt-drawing RNG."""
@@ -223,36 +216,8 @@ class DAPOTrainer(PlusGRPOTrainer):
     def load_dynamic_sampling_state(self, state: dict) -> None:
         self._ds_generator.set_state(state["generator"])
 
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        # One file holding every process's state (gathered on all ranks, written by the main one).
-        states = gather_object([self.dynamic_sampling_state()])
-        if self.args.should_save:
-            run_dir = self._get_output_dir(trial=trial)  # = args.output_dir outside hyper-parameter search
-            folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            torch.save({"per_process": states}, os.path.join(folder, STATE_FILE))
-
-    def _load_dapo_state(self, checkpoint: str | None) -> None:
-        path = None if checkpoint is None else os.path.join(checkpoint, STATE_FILE)
-        if path is None or not os.path.isfile(path):
-            return
-        states = torch.load(path, weights_only=True)["per_process"]
-        if len(states) != self.accelerator.num_processes:
-            logger.warning(f"{path} holds the DAPO sampling state of {len(states)} processes, but this run has "
-                           f"{self.accelerator.num_processes}: the prompt-drawing RNG starts afresh.")
-            return
-        self.load_dynamic_sampling_state(states[self.accelerator.process_index])
-
-    # Transformers calls `_load_rng_state(checkpoint)` when resuming, but not with `ignore_data_skip` mid-epoch;
-    # `_load_optimizer_and_scheduler(checkpoint)` runs on every resume. Loading twice is harmless (same file, and
-    # nothing is drawn in between).
-    def _load_rng_state(self, checkpoint):
-        super()._load_rng_state(checkpoint)
-        self._load_dapo_state(checkpoint)
-
-    def _load_optimizer_and_scheduler(self, checkpoint):
-        super()._load_optimizer_and_scheduler(checkpoint)
-        self._load_dapo_state(checkpoint)
+    checkpoint_state = dynamic_sampling_state  # saved with every checkpoint by the base class
+    load_checkpoint_state = load_dynamic_sampling_state
 
 
 def _with_overlong_reward(reward_funcs, reward_processing_classes, args: DAPOConfig):
