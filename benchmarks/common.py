@@ -171,3 +171,15 @@ def md_table(header: list[str], rows: list[list]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def write_results(text: str, result: dict, json_path: str | None, md_path: str | None) -> None:
+    """Print the markdown report and write it and the JSON result where asked."""
+    import json
+    from pathlib import Path
+
+    print(text)
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=1))
+    if md_path:
+        Path(md_path).write_text(text + "\n")

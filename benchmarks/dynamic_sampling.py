@@ -15,14 +15,13 @@ Run: `python benchmarks/dynamic_sampling.py --steps 5 --json benchmarks/results/
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import GenerationMeter, StepRunner, machine, make_trainer, md_table, pin_threads  # noqa: E402
+from common import GenerationMeter, StepRunner, machine, make_trainer, md_table, pin_threads, write_results  # noqa: E402
 
 
 class FlatGroups:
@@ -101,7 +100,7 @@ def main() -> None:
 
         trainer._generate = gen_cpu_timed
         for step in range(1 + args.steps):
-            g0, gc0 = meter.seconds, totals["gen_cpu"]
+            g0, _gc0 = meter.seconds, totals["gen_cpu"]
             wall = runner.step()
             if step == 0:
                 totals["gen_cpu"] = 0.0
@@ -159,11 +158,7 @@ def main() -> None:
         "",
         f"Command: `{result['command']}`",
     ])
-    print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
-    if args.md:
-        Path(args.md).write_text(text + "\n")
+    write_results(text, result, args.json, args.md)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Run: `python benchmarks/gpu_throughput.py --json benchmarks/results/gpu.json --m
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -52,7 +51,7 @@ def main() -> None:
 
     from transformers import Qwen2Config, Qwen2ForCausalLM, set_seed
 
-    from common import VARIANTS, StepRunner, machine, make_trainer, md_table, median
+    from common import VARIANTS, StepRunner, machine, make_trainer, md_table, median, write_results
     from trl_plus.data import generate_problems, to_prompt_dataset
     from trl_plus.tiny import build_tokenizer
 
@@ -111,11 +110,7 @@ def main() -> None:
         "",
         f"Command: `{result['command']}`",
     ])
-    print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
-    if args.md:
-        Path(args.md).write_text(text + "\n")
+    write_results(text, result, args.json, args.md)
 
 
 if __name__ == "__main__":

@@ -19,13 +19,12 @@ Run: `python benchmarks/overhead.py --reps 9 --json benchmarks/results/overhead.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, StepRunner, machine, make_trainer, md_table, median, pin_threads  # noqa: E402
+from common import StepRunner, machine, make_trainer, md_table, median, pin_threads, write_results  # noqa: E402
 
 LABELS = ["grpo", "dr_grpo", "dapo", "ps_grpo", "rahf", "reinforce_pp", "reinforce_pp_baseline", "remax"]
 TARGETS = {"dr_grpo": 1.05, "dapo": 1.05, "ps_grpo": 1.05, "rahf": 1.05, "reinforce_pp": 1.35,
@@ -161,11 +160,7 @@ def main() -> None:
         "",
         f"Command: `{result['command']}`",
     ])
-    print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
-    if args.md:
-        Path(args.md).write_text(text + "\n")
+    write_results(text, result, args.json, args.md)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from trl_plus._core_checks import (
+    _check_discount,
+    _check_groups,
+    _check_mask,
+    _check_rows,
+    _check_same_shape,
+    _float_dtype,
+    _global_sum,
+    _shape,
+)
+
 __all__ = [
     "ESTIMATORS",
     "KL_ESTIMATORS",
@@ -46,67 +57,6 @@ __all__ = [
 KL_ESTIMATORS = ("k1", "k2", "k3", "abs")
 LOSS_MODES = ("grpo", "dr_grpo", "dapo")
 WHITEN_EPS = 1e-8
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Input checks: every public function validates shapes up front so that a wrong call fails loudly instead of
-# broadcasting silently.
-
-
-def _shape(t: Tensor) -> tuple[int, ...]:
-    return tuple(t.shape)
-
-
-def _check_same_shape(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
-    if a.shape != b.shape:
-        raise ValueError(f"`{name_a}` has shape {_shape(a)} but `{name_b}` has shape {_shape(b)}; they must match.")
-
-
-def _check_mask(mask: Tensor) -> None:
-    if mask.dim() != 2:
-        raise ValueError(f"`mask` must have shape (B, T), got shape {_shape(mask)}.")
-
-
-def _check_rows(name: str, x: Tensor, mask: Tensor) -> None:
-    """`x` must be `(B,)` with `B = mask.shape[0]`."""
-    if x.dim() != 1 or x.shape[0] != mask.shape[0]:
-        raise ValueError(
-            f"`{name}` has shape {_shape(x)} but `mask` has shape {_shape(mask)}; expected `{name}` of "
-            f"shape (B,) = ({mask.shape[0]},)."
-        )
-
-
-def _check_groups(rewards: Tensor, group_ids: Tensor) -> None:
-    if rewards.dim() != 1:
-        raise ValueError(f"`rewards` must have shape (B,), got shape {_shape(rewards)}.")
-    _check_same_shape("rewards", rewards, "group_ids", group_ids)
-    if group_ids.is_floating_point() or group_ids.is_complex():
-        raise ValueError(f"`group_ids` must be an integer tensor, got dtype {group_ids.dtype}.")
-
-
-def _check_discount(name: str, value: float) -> None:
-    # A discount outside [0, 1] either flips signs (negative) or makes long completions' returns explode (> 1).
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"`{name}` must be in [0, 1], got {value}.")
-
-
-def _float_dtype(*tensors: Tensor) -> torch.dtype:
-    for t in tensors:
-        if t.is_floating_point():
-            return t.dtype
-    return torch.get_default_dtype()
-
-
-def _global_sum(t: Tensor, reducer: Any) -> Tensor:
-    if reducer is None:
-        return t
-    if hasattr(reducer, "reduce"):  # accelerate.Accelerator and look-alikes
-        return reducer.reduce(t, reduction="sum")
-    if callable(reducer):
-        return reducer(t)
-    raise TypeError(
-        f"`reducer` must have a `.reduce(tensor, reduction='sum')` method or be callable, got {type(reducer).__name__}."
-    )
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -24,12 +24,12 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from accelerate.utils import gather_object
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from trl import GRPOTrainer
+from trl import GRPOConfig, GRPOTrainer
 
 from trl_plus.checks import check_config, check_trainer, checked_reward, warn_if_past_context
 
@@ -56,9 +56,11 @@ class Scored:
 class PlusGRPOTrainer(GRPOTrainer):
     """Base class of the trl-plus trainers: `GRPOTrainer` plus the advantage hook."""
 
+    config_class: ClassVar[type] = GRPOConfig  # each algorithm names its config class
+
     def __init__(self, model, reward_funcs, args=None, *more, **kwargs):
-        if args is not None:
-            check_config(args)
+        args = self.resolve_config(model, args)
+        check_config(args)
         borrow = args is not None and self._needs_reference_logps(args) and args.beta == 0.0
         if borrow:
             args.beta = _REFERENCE_ONLY_BETA
@@ -70,6 +72,17 @@ class PlusGRPOTrainer(GRPOTrainer):
         self.beta = self.args.beta
         self._scored: Scored | None = None
         check_trainer(self)
+
+    @classmethod
+    def resolve_config(cls, model, args):
+        """`args`, or a default `config_class` named after the model; a TypeError for another config class."""
+        if args is None:
+            name = model if isinstance(model, str) else model.config._name_or_path
+            return cls.config_class(f"{name.split('/')[-1]}-{cls.__name__.removesuffix('Trainer')}")
+        if not isinstance(args, cls.config_class):
+            raise TypeError(f"{cls.__name__} needs a {cls.config_class.__name__} (got {type(args).__name__}), so that "
+                            f"its settings are checked: build it with trl_plus.{cls.config_class.__name__}(...).")
+        return args
 
     # ----- hooks for subclasses ---------------------------------------------------------------
 

@@ -37,7 +37,6 @@ from trl_plus.trainers.base import STATE_FILE, PlusGRPOTrainer  # noqa: F401 - S
 from trl_plus.trainers.rollout import concat_rollouts, select_rows
 
 
-
 @dataclass
 class DAPOConfig(GRPOConfig):
     """`GRPOConfig` with DAPO's defaults (clip-higher, token-level loss, no KL) and the DAPO fields."""
@@ -112,15 +111,11 @@ class DAPOTrainer(PlusGRPOTrainer):
     """
 
     _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "dapo"]
+    config_class = DAPOConfig
 
     def __init__(self, model, reward_funcs, args: DAPOConfig | None = None, train_dataset=None, eval_dataset=None,
                  processing_class=None, reward_processing_classes=None, **kwargs):
-        if args is None:
-            name = model if isinstance(model, str) else model.config._name_or_path
-            args = DAPOConfig(f"{name.split('/')[-1]}-DAPO")
-        if not isinstance(args, DAPOConfig):
-            raise TypeError(f"DAPOTrainer needs a DAPOConfig (got {type(args).__name__}): build the config with "
-                            "trl_plus.DAPOConfig(...).")
+        args = self.resolve_config(model, args)
         if args.overlong_buffer_len is not None:
             reward_funcs, reward_processing_classes, args = _with_overlong_reward(
                 reward_funcs, reward_processing_classes, args)

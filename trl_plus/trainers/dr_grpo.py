@@ -48,14 +48,4 @@ class DrGRPOTrainer(PlusGRPOTrainer):
     (`compute_advantages` is not overridden); `PlusGRPOTrainer` adds only the shared input checks."""
 
     _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "dr-grpo"]
-
-    def __init__(self, model, reward_funcs, args: DrGRPOConfig | None = None, *more, **kwargs):
-        if args is None:
-            name = model if isinstance(model, str) else model.config._name_or_path
-            args = DrGRPOConfig(f"{name.split('/')[-1]}-Dr-GRPO")
-        if not isinstance(args, DrGRPOConfig):
-            raise TypeError(
-                f"DrGRPOTrainer needs a DrGRPOConfig (got {type(args).__name__}), so that Dr. GRPO's settings are "
-                "checked: build the config with trl_plus.DrGRPOConfig(...)."
-            )
-        super().__init__(model, reward_funcs, args, *more, **kwargs)
+    config_class = DrGRPOConfig

@@ -149,14 +149,11 @@ class ProcessGRPOTrainer(PlusGRPOTrainer):
     """
 
     _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "process-grpo"]
+    config_class = ProcessGRPOConfig
 
     def __init__(self, model, reward_funcs=None, args: ProcessGRPOConfig | None = None, *more,
                  process_reward_funcs=None, **kwargs):
-        if args is None:
-            name = model if isinstance(model, str) else model.config._name_or_path
-            args = ProcessGRPOConfig(f"{name.split('/')[-1]}-ProcessGRPO")
-        if not isinstance(args, ProcessGRPOConfig):
-            raise TypeError(f"args must be a ProcessGRPOConfig, got {type(args).__name__}.")
+        args = self.resolve_config(model, args)
         outcome, outcome_weights, process, self.process_weights = _split_rewards(reward_funcs, process_reward_funcs,
                                                                                  args)
         self.process_adapters = [ProcessRewardAdapter(f, get_callable_name(f)) for f in process]

@@ -91,15 +91,7 @@ class RAHFTrainer(PlusGRPOTrainer):
     """
 
     _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "rahf", "raft"]
-
-    def __init__(self, model, reward_funcs, args: RAHFConfig | None = None, *more, **kwargs):
-        if args is None:
-            name = model if isinstance(model, str) else model.config._name_or_path
-            args = RAHFConfig(f"{name.split('/')[-1]}-RAHF")
-        if not isinstance(args, RAHFConfig):
-            raise TypeError(f"RAHFTrainer needs a RAHFConfig (got {type(args).__name__}): build the config with "
-                            "trl_plus.RAHFConfig(...).")
-        super().__init__(model, reward_funcs, args, *more, **kwargs)
+    config_class = RAHFConfig
 
     # ----- selection ------------------------------------------------------------------------------
 

@@ -82,14 +82,7 @@ class ReinforcePlusPlusTrainer(PlusGRPOTrainer):
     """
 
     _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "reinforce++"]
-
-    def __init__(self, model, reward_funcs, args: ReinforcePlusPlusConfig | None = None, *more, **kwargs):
-        if args is None:
-            name = model if isinstance(model, str) else model.config._name_or_path
-            args = ReinforcePlusPlusConfig(f"{name.split('/')[-1]}-REINFORCE++")
-        if not isinstance(args, ReinforcePlusPlusConfig):
-            raise TypeError(f"args must be a ReinforcePlusPlusConfig, got {type(args).__name__}.")
-        super().__init__(model, reward_funcs, args, *more, **kwargs)
+    config_class = ReinforcePlusPlusConfig
 
     def compute_advantages(self, out):
         mask = self.loss_mask(out)

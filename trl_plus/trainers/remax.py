@@ -81,14 +81,10 @@ class ReMaxTrainer(PlusGRPOTrainer):
     """
 
     _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "remax"]
+    config_class = ReMaxConfig
 
     def __init__(self, model, reward_funcs, args: ReMaxConfig | None = None, *more, **kwargs):
-        if args is None:
-            name = model if isinstance(model, str) else model.config._name_or_path
-            args = ReMaxConfig(f"{name.split('/')[-1]}-ReMax")
-        if not isinstance(args, ReMaxConfig):
-            raise TypeError(f"ReMaxTrainer needs a ReMaxConfig (got {type(args).__name__}): build the config with "
-                            "trl_plus.ReMaxConfig(...).")
+        args = self.resolve_config(model, args)
         if kwargs.get("rollout_func") is not None:
             raise NotImplementedError("ReMaxTrainer cannot decode greedily through a custom rollout_func; "
                                       "remove rollout_func.")
