@@ -153,6 +153,7 @@ def test_example_offline_smoke(algo, tmp_path, monkeypatch):
         argv = []
     if algo == "ps_grpo" and GSM8K_TRAIN.is_file():  # --data FILE.jsonl: real GSM8K questions and answers
         argv += ["--data", str(GSM8K_TRAIN)]
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # as `python examples/x.py` does, for `from common import ...`
     trainer = runpy.run_path(str(EXAMPLES / f"{algo}.py"), run_name="example")["main"](argv)
     assert trainer.state.global_step == 1
     logs = [row for row in trainer.state.log_history if "loss" in row]
