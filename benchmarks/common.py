@@ -95,13 +95,13 @@ def make_trainer(label: str, model, tokenizer, train_dataset, out_dir: str, seed
     config_cls, _ = algo.classes()
     if reward_funcs is None:
         reward_funcs, reward_weights = reward_funcs_and_weights()
-    values = dict(
-        output_dir=out_dir, use_cpu=True, bf16=False, seed=seed,
-        per_device_train_batch_size=prompts_per_step * num_generations, num_generations=num_generations,
-        max_completion_length=max_completion_length, learning_rate=lr, max_steps=max_steps, logging_steps=1,
-        save_strategy="no", report_to=[], temperature=1.0, reward_weights=reward_weights,
-        disable_tqdm=True,
-    )
+    values = {
+        "output_dir": out_dir, "use_cpu": True, "bf16": False, "seed": seed,
+        "per_device_train_batch_size": prompts_per_step * num_generations, "num_generations": num_generations,
+        "max_completion_length": max_completion_length, "learning_rate": lr, "max_steps": max_steps, "logging_steps": 1,
+        "save_strategy": "no", "report_to": [], "temperature": 1.0, "reward_weights": reward_weights,
+        "disable_tqdm": True,
+    }
     values.update(algo.defaults)
     values.update(extra)
     values.update(overrides)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import GenerationMeter, StepRunner, machine, make_trainer, md_table, pin_threads, write_results  # noqa: E402
+from common import GenerationMeter, StepRunner, machine, make_trainer, md_table, pin_threads, write_results
 
 
 class FlatGroups:
@@ -88,15 +88,15 @@ def main() -> None:
                                generation_kwargs={"min_new_tokens": args.length})
         runner = StepRunner(trainer)
         meter = GenerationMeter(trainer)
-        totals = dict(rounds=0, generated=0, kept=0, filled=0, gen_wall=0.0, gen_cpu=0.0, wall=0.0, cpu=0.0)
+        totals = {"rounds": 0, "generated": 0, "kept": 0, "filled": 0, "gen_wall": 0.0, "gen_cpu": 0.0, "wall": 0.0, "cpu": 0.0}
         inner = trainer._generate
 
-        def gen_cpu_timed(prompts, _inner=inner):
+        def gen_cpu_timed(prompts, _inner=inner, _totals=totals):
             start = time.process_time()
             try:
                 return _inner(prompts)
             finally:
-                totals["gen_cpu"] += time.process_time() - start
+                _totals["gen_cpu"] += time.process_time() - start
 
         trainer._generate = gen_cpu_timed
         for step in range(1 + args.steps):
@@ -143,18 +143,18 @@ def main() -> None:
     text = "\n".join([
         "# DAPO dynamic sampling efficiency",
         "",
-        f"{args.prompts} prompts x G={args.generations} per step, completions pinned at {args.length} tokens, "
+        (f"{args.prompts} prompts x G={args.generations} per step, completions pinned at {args.length} tokens, "
         f"max_num_gen_batches={args.max_rounds}, synthetic reward: a group is flat with probability p. "
-        f"{args.steps} measured steps per p after one warm-up step, tiny Llama (random init), 1 thread.",
+        f"{args.steps} measured steps per p after one warm-up step, tiny Llama (random init), 1 thread."),
         "",
         table,
         "",
-        "Generation share = time inside TRL's `_generate` / step time; the rest is scoring, the reference-free "
+        ("Generation share = time inside TRL's `_generate` / step time; the rest is scoring, the reference-free "
         "loss forward/backward and the optimiser step, which do not grow with the rounds (only kept groups are "
-        "trained on).",
+        "trained on)."),
         "",
-        f"Machine: {m['nproc']} cores ({m['cpu_model']}), shared: load average {load_before} before, "
-        f"{m['load_average_1_5_15']} after.",
+        (f"Machine: {m['nproc']} cores ({m['cpu_model']}), shared: load average {load_before} before, "
+        f"{m['load_average_1_5_15']} after."),
         "",
         f"Command: `{result['command']}`",
     ])

@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-QWEN2_0_5B = dict(
-    vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-    num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
-    tie_word_embeddings=True, hidden_act="silu",
-)
+QWEN2_0_5B = {
+    "vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+    "num_key_value_heads": 2, "max_position_embeddings": 32768, "rope_theta": 1_000_000.0, "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": True, "hidden_act": "silu",
+}
 
 
 def main() -> None:
@@ -49,9 +49,9 @@ def main() -> None:
     import tempfile
     import time
 
+    from common import VARIANTS, StepRunner, machine, make_trainer, md_table, median, write_results
     from transformers import Qwen2Config, Qwen2ForCausalLM, set_seed
 
-    from common import VARIANTS, StepRunner, machine, make_trainer, md_table, median, write_results
     from trl_plus.data import generate_problems, to_prompt_dataset
     from trl_plus.tiny import build_tokenizer
 
@@ -100,9 +100,9 @@ def main() -> None:
     text = "\n".join([
         "# GPU throughput: trl-plus trainers vs TRL GRPOTrainer",
         "",
-        f"{result['gpu']}; Qwen2 0.5B-shaped ({n_params / 1e6:.0f}M parameters, random init, bf16); "
+        (f"{result['gpu']}; Qwen2 0.5B-shaped ({n_params / 1e6:.0f}M parameters, random init, bf16); "
         f"{args.prompts} prompts x G={args.generations}, {args.length} completion tokens (pinned); "
-        f"{args.warmup} warm-up + {args.reps} interleaved repetitions, medians.",
+        f"{args.warmup} warm-up + {args.reps} interleaved repetitions, medians."),
         "",
         md_table(["algorithm", "s / step", "completion tokens / s", "step time vs TRL GRPO"],
                  [[lb, result["seconds_per_step"][lb], result["tokens_per_s"][lb], result["ratio_to_grpo"][lb]]

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, VARIANTS, GenerationMeter, machine, make_trainer, md_table, pin_threads  # noqa: E402
+from common import RESULTS, VARIANTS, GenerationMeter, machine, make_trainer, md_table, pin_threads
 
 RAW = RESULTS / "learning_raw"
 NOISE_POINTS = 3.5  # binomial noise of a 200-problem accuracy near 50%: sqrt(.25/200) ~ 3.5 points
@@ -211,25 +211,25 @@ def report(args) -> None:
     text = [
         "# Learning curves at an equal budget of generated completions",
         "",
-        f"Seeds {meta['seeds']}, budget {meta['budget_completions']} generated completions per run "
+        (f"Seeds {meta['seeds']}, budget {meta['budget_completions']} generated completions per run "
         f"(counted at generation: DAPO's extra rounds and ReMax's greedy baselines included), held-out greedy "
         f"accuracy on 200 test problems every {meta['eval_every']} completions. Task, reward and RL settings are "
         "the demo's (2-digit addition, 8 prompts x 8 completions, lr 1e-4, temperature 1, beta 0). Every run of a "
-        "seed starts from the same SFT-warmed model.",
+        "seed starts from the same SFT-warmed model."),
         "",
         md_table(["algorithm", "start acc %", "final acc % (mean ± std)", "gain (points)", "vs TRL GRPO, paired (per seed)",
                   "verdict", "final reward", "completions", "steps", "train seconds"], rows),
         "",
         "![learning curves](learning.png)",
         "",
-        "Verdict: the paired difference to TRL's GRPO (same seed, same SFT start, same test set) counts as a win "
+        ("Verdict: the paired difference to TRL's GRPO (same seed, same SFT start, same test set) counts as a win "
         "or a loss only when its mean exceeds the test-set noise of a difference, 3.5·√2/√n points with n seeds "
         "(each 200-problem accuracy carries about ±3.5 points) and it has the same sign in every seed; anything "
         "else is 'within noise'. "
         "'final reward' is the demo's reward (1.0 correct + 0.1 format) of the sampled "
         "completions over the last 5 logged steps. Train seconds exclude evaluation and were measured on a shared, "
         f"loaded machine (load average {meta['machine']['load_average_1_5_15']} at report time; per-run load in "
-        "the raw files), so they are indicative only.",
+        "the raw files), so they are indicative only."),
         "",
         f"Command: `{args.command}`",
     ]
@@ -248,10 +248,10 @@ def _plot(raws, labels) -> None:
     colors = plt.cm.tab10(np.linspace(0, 1, 10))
     for i, lb in enumerate(labels):
         runs = [r["runs"][lb] for r in raws if lb in r["runs"]]
-        style = dict(color="black", lw=2.5) if lb == "grpo" else dict(color=colors[i % 10], lw=1.4)
+        style = {"color": "black", "lw": 2.5} if lb == "grpo" else {"color": colors[i % 10], "lw": 1.4}
         name = "grpo (TRL baseline)" if lb == "grpo" else lb
         if lb == "dapo":
-            name, style = "dapo, no dyn. sampling (= grpo here)", dict(color=colors[i % 10], lw=1.4, ls="--")
+            name, style = "dapo, no dyn. sampling (= grpo here)", {"color": colors[i % 10], "lw": 1.4, "ls": "--"}
         # accuracy vs completions: mean ± std over seeds at the common eval points
         n = min(len(x["curve"]["completions"]) for x in runs)
         xs = np.mean([x["curve"]["completions"][:n] for x in runs], axis=0)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import StepRunner, machine, make_trainer, md_table, median, pin_threads, write_results  # noqa: E402
+from common import StepRunner, machine, make_trainer, md_table, median, pin_threads, write_results
 
 LABELS = ["grpo", "dr_grpo", "dapo", "ps_grpo", "rahf", "reinforce_pp", "reinforce_pp_baseline", "remax"]
 TARGETS = {"dr_grpo": 1.05, "dapo": 1.05, "ps_grpo": 1.05, "rahf": 1.05, "reinforce_pp": 1.35,
@@ -134,29 +134,29 @@ def main() -> None:
         ok = result["meets_target"][lb]
         rows_md.append([lb, result["median_ms"][lb], result["median_cpu_ms"][lb], f"{result['ratios'][lb]:.3f}",
                         f"{result['paired_ratios'][lb]:.3f}", f"{result['cpu_ratios'][lb]:.3f}",
-                        f"{result['paired_cpu_ratios'][lb]:.3f} [{result['paired_cpu_ratio_iqr'][lb][0]:.2f}, "
-                        f"{result['paired_cpu_ratio_iqr'][lb][1]:.2f}]",
+                        (f"{result['paired_cpu_ratios'][lb]:.3f} [{result['paired_cpu_ratio_iqr'][lb][0]:.2f}, "
+                        f"{result['paired_cpu_ratio_iqr'][lb][1]:.2f}]"),
                         f"≤ {result['targets'][lb]:.2f} / {result['cpu_targets'][lb]:.2f}", ("yes" if ok["wall"] else "no") + " / " +
                         ("yes" if ok["cpu"] else "no")])
     m = result["machine"]
     text = "\n".join([
         "# Per-step overhead against TRL's GRPOTrainer",
         "",
-        f"{args.prompts} prompts x G={args.generations}, every completion exactly {args.length} tokens "
+        (f"{args.prompts} prompts x G={args.generations}, every completion exactly {args.length} tokens "
         f"(`min_new_tokens` pinned), beta 0, tiny Llama ({'random init' if args.model is None else args.model}), "
         f"1 thread, {args.warmup} warm-up + {args.reps} interleaved repetitions, medians. "
         f"ReMax's target is 1 + greedy rollout / GRPO step = 1 + {greedy_ms:.0f} / {base:.0f} ms wall, "
         f"1 + {greedy_cpu_ms:.0f} / {base_cpu:.0f} ms CPU (the greedy rollout, one completion per prompt plus its "
-        "scoring, timed inside the ReMax trainer).",
+        "scoring, timed inside the ReMax trainer)."),
         "",
         md_table(["algorithm", "ms/step (wall)", "ms/step (CPU)", "ratio (wall)", "ratio (paired)", "ratio (CPU)",
                   "ratio (CPU, paired) [quartiles]",
                   "target (wall / CPU)", "meets (wall / CPU)"], rows_md),
         "",
-        f"Machine: {m['nproc']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, shared with other jobs: load "
+        (f"Machine: {m['nproc']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, shared with other jobs: load "
         f"average {load_before} before and {m['load_average_1_5_15']} after the run. Wall ratios on a loaded "
         "machine carry several per cent of noise; the CPU-time ratios (process CPU time, one thread) are the "
-        "steadier figure.",
+        "steadier figure."),
         "",
         f"Command: `{result['command']}`",
     ])

@@ -112,3 +112,16 @@ def frozen_snapshot(model) -> dict:
 def changed(before: dict, model) -> list[str]:
     params = dict(model.named_parameters())
     return [n for n, p in before.items() if not __import__("torch").equal(p, params[n].detach())]
+
+
+def completion_logps(model, out):
+    """Per-token log-probs of the completion tokens of a scored batch, computed independently of TRL."""
+    import torch
+
+    ids = torch.cat([out["prompt_ids"], out["completion_ids"]], 1)
+    attn = torch.cat([out["prompt_mask"], out["completion_mask"]], 1)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
+    T = out["completion_ids"].size(1)
+    lp = torch.log_softmax(logits[:, -T:].float(), -1)
+    return lp.gather(-1, out["completion_ids"].unsqueeze(-1)).squeeze(-1)

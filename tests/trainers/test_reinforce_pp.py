@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.conftest import changed, frozen_snapshot, trainable_snapshot
+from tests.conftest import completion_logps as logps
 from trl_plus import ReinforcePlusPlusConfig, ReinforcePlusPlusTrainer
 from trl_plus.core import (
     dr_grpo_advantages,
@@ -34,17 +35,6 @@ def constant(completions, **kwargs):
 def make(tiny_model_dir, dataset, fast_args, reward=sevens, **overrides):
     args = ReinforcePlusPlusConfig(**fast_args(**overrides))
     return ReinforcePlusPlusTrainer(model=tiny_model_dir, reward_funcs=reward, args=args, train_dataset=dataset)
-
-
-def logps(model, out):
-    """Per-token log-probs of the completion tokens, computed independently of TRL."""
-    ids = torch.cat([out["prompt_ids"], out["completion_ids"]], 1)
-    attn = torch.cat([out["prompt_mask"], out["completion_mask"]], 1)
-    with torch.no_grad():
-        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
-    T = out["completion_ids"].size(1)
-    lp = torch.log_softmax(logits[:, -T:].float(), -1)
-    return lp.gather(-1, out["completion_ids"].unsqueeze(-1)).squeeze(-1)
 
 
 def scored_batch(trainer, pin, texts=TEXTS):
