@@ -148,11 +148,6 @@ def load_rows(source: str = "synthetic", split: str = "train", n: int | None = N
     return rows[:n] if n is not None else rows
 
 
-def gold_answer(answer: str) -> str:
-    """The text after the last `####` of a GSM8K answer."""
-    return answer.rsplit("####", 1)[-1].strip().replace(",", "")
-
-
 def make_prompt(question: str, system_prompt: str | None = SYSTEM_PROMPT, conversational: bool = True):
     """One prompt in TRL's conversational (list of messages) or plain-text form."""
     if conversational:

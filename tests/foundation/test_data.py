@@ -5,11 +5,11 @@ import re
 
 import pytest
 
+from reward_fns import extract_gold
 from trl_plus.data import (
     SYSTEM_PROMPT,
     DataError,
     generate_problems,
-    gold_answer,
     load_rows,
     read_jsonl,
     to_prompt_dataset,
@@ -31,7 +31,7 @@ def test_generator_is_deterministic_and_arithmetically_right(difficulty):
             assert re.fullmatch(r"[\d+\-*]+", expr)
             assert eval(expr) == int(result)
         # the final answer is the last calculator result
-        assert gold_answer(row["answer"]) == claims[-1][1]
+        assert extract_gold(row["answer"]) == claims[-1][1]
 
 
 def test_difficulty_dials_the_number_of_steps():

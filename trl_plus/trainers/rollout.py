@@ -2,8 +2,8 @@
 returns, for trainers that assemble one training batch out of several generation rounds (DAPO).
 
 Rounds are padded independently by TRL, so the same key can have a different width in each round: prompts are
-left-padded, completions and per-token tensors right-padded. `concat_rollouts` pads every part to the widest and
-concatenates along the rows. Only the keys TRL emits for text models are supported; multimodal keys (pixel values,
+left-padded, completions and per-token tensors right-padded. `concat_rollouts` pads every part to the widest (with TRL's
+own `pad`) and concatenates along the rows. Only the keys TRL emits for text models are supported; multimodal keys (pixel values,
 image grids, ...) raise, because their rows do not line up one-to-one with the completions.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from trl.trainer.utils import pad
 
 # key -> (padding side, padding value); None means "the tokenizer's pad token id".
 PADDING: dict[str, tuple[str, Any]] = {
@@ -45,14 +46,6 @@ def select_rows(out: dict[str, Any], rows: torch.Tensor | slice | list[int]) -> 
     return {k: v[rows] for k, v in out.items() if k not in BATCH_SCALARS and v is not None}
 
 
-def _pad_to(t: torch.Tensor, width: int, side: str, value) -> torch.Tensor:
-    missing = width - t.size(1)
-    if missing == 0:
-        return t
-    filler = torch.full((t.size(0), missing), value, dtype=t.dtype, device=t.device)
-    return torch.cat([filler, t] if side == "left" else [t, filler], dim=1)
-
-
 def concat_rollouts(parts: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
     """Concatenate rollout dicts along the rows, padding each 2-D tensor to the widest part.
 
@@ -68,10 +61,9 @@ def concat_rollouts(parts: list[dict[str, Any]], pad_token_id: int) -> dict[str,
     result = {}
     for key in keys:
         tensors = [p[key] for p in parts]
-        if tensors[0].dim() == 2:
+        if tensors[0].dim() == 2:  # pad each row to the widest, as TRL pads a single round
             side, value = PADDING[key]
-            value = pad_token_id if value is None else value
-            width = max(t.size(1) for t in tensors)
-            tensors = [_pad_to(t, width, side, value) for t in tensors]
-        result[key] = torch.cat(tensors, dim=0)
+            result[key] = pad([row for t in tensors for row in t], pad_token_id if value is None else value, side)
+        else:
+            result[key] = torch.cat(tensors, dim=0)
     return result
