@@ -136,7 +136,7 @@ def test_generation_and_scoring_return_structures(trainer):
     mask = torch.cat([out["prompt_mask"], out["completion_mask"]], 1)
     T = out["completion_ids"].size(1)
     with torch.no_grad():
-        logps, entropies, aux = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, T, batch_size=4)
+        logps, entropies, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, T, batch_size=4)
     assert logps.shape == (4, T) and entropies is None
 
     # tests/conftest.py pin_completions replaces _generate_single_turn: it must return (ids per row, logprobs)
