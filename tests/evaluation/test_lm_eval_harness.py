@@ -115,3 +115,17 @@ def test_live_model_without_tokenizer():
     with pytest.raises(EvalInputError) as e:
         evaluate(build_tiny_model()[0], "gsm8k_reasoning", data_dir=GSM8K_DIR)
     _one_line(e, "tokenizer=")
+
+
+@pytest.mark.parametrize("device, compute", [("cpu", "float32"), ("cuda", "bfloat16")])
+def test_4bit_loading_is_trls_quantization_config(device, compute):
+    import torch
+    from trl import ModelConfig, get_quantization_config
+
+    from eval.harness import quantization_config
+
+    ours = quantization_config(device)
+    trls = get_quantization_config(ModelConfig(load_in_4bit=True, use_bnb_nested_quant=True, dtype=compute))
+    assert ours.to_dict() == trls.to_dict()
+    assert (ours.bnb_4bit_quant_type, ours.bnb_4bit_use_double_quant) == ("nf4", True)
+    assert ours.bnb_4bit_compute_dtype == getattr(torch, compute)
