@@ -51,12 +51,16 @@ def sevens_per_char(completions, **kwargs):
 
 
 def make(name, tiny_model_dir, dataset, fast_args, outcome, process=None, peft_config=None, **overrides):
-    """The trainer of algorithm `name` on the tiny model. ps_grpo trains on the `process` step rewards and logs
-    the `outcome` ones; every other algorithm trains on `outcome`."""
+    """The trainer of algorithm `name` on the tiny model. ps_grpo trains on the `process` step rewards, plus the
+    `outcome` ones only with an `outcome_weight` (without one they would only be logged, and it warns); every other
+    algorithm trains on `outcome`."""
     spec = ALGORITHMS[name]
     config_cls, _ = spec.classes()
     args = config_cls(**fast_args(**{**spec.defaults, **overrides}))
-    kwargs = {"process_reward_funcs": process} if name == "ps_grpo" else {}
+    kwargs = {}
+    if name == "ps_grpo":
+        kwargs["process_reward_funcs"] = process
+        outcome = outcome if overrides.get("outcome_weight") else []
     return build_trainer(name, model=tiny_model_dir, reward_funcs=outcome, args=args, train_dataset=dataset,
                          peft_config=peft_config, **kwargs)
 
@@ -156,8 +160,7 @@ LEARNING = {
 @pytest.mark.parametrize("name", ALGOS)
 def test_learns_to_emit_sevens(name, tiny_model_dir, addition_dataset, fast_args):
     settings = {"max_steps": 7, "per_device_train_batch_size": 16, "learning_rate": 3e-2, **LEARNING.get(name, {})}
-    outcome = [] if name == "ps_grpo" else share_of_sevens
-    trainer = make(name, tiny_model_dir, addition_dataset(64), fast_args, outcome, process=[sevens_per_char],
+    trainer = make(name, tiny_model_dir, addition_dataset(64), fast_args, share_of_sevens, process=[sevens_per_char],
                    **settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # dapo: late steps are all-sevens groups, so the re-sampling cap warns
