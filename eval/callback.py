@@ -29,7 +29,8 @@ class LmEvalCallback(TrainerCallback):
     cannot fold its own running averages into them): they are appended to `trainer.state.log_history`
     (hence `trainer_state.json`) and passed to every `report_to` integration. Only the main process
     evaluates; the others wait at a barrier. A failing evaluation is logged with its message and training
-    goes on; without `data_dir` and without a network it fails in seconds (the Hub is probed once, no retries). Not supported with FSDP or DeepSpeed ZeRO-3, whose sharded weights one process cannot run alone.
+    goes on; without `data_dir` and without a network it fails in seconds (the Hub is probed once, no retries).
+    Not supported with FSDP or DeepSpeed ZeRO-3, whose sharded weights one process cannot run alone.
     """
 
     def __init__(self, trainer: Trainer, tasks=None, eval_steps: int | None = None, on_save: bool = False,

@@ -117,7 +117,8 @@ def _data_files(data_dir) -> dict[str, str]:
     missing = [f"{s}.jsonl" for s in ("train", "test") if not (d / f"{s}.jsonl").is_file()]
     if missing:
         raise FileNotFoundError(f"data_dir {d} has no {' or '.join(missing)}: it needs GSM8K-schema train.jsonl "
-                                "and test.jsonl (fields 'question', 'answer'), as in github.com/openai/grade-school-math.")
+                                "and test.jsonl (fields 'question', 'answer'), as in "
+                                "github.com/openai/grade-school-math.")
     return {s: str((d / f"{s}.jsonl").resolve()) for s in ("train", "test")}
 
 
@@ -354,7 +355,8 @@ def _hub_offline():
     import datasets.config
     from huggingface_hub import constants
 
-    flags = [(constants, "HF_HUB_OFFLINE"), (datasets.config, "HF_HUB_OFFLINE"), (datasets.config, "HF_DATASETS_OFFLINE")]
+    flags = [(constants, "HF_HUB_OFFLINE"), (datasets.config, "HF_HUB_OFFLINE"),
+             (datasets.config, "HF_DATASETS_OFFLINE")]
     saved = [getattr(module, name) for module, name in flags]
     for module, name in flags:
         setattr(module, name, True)

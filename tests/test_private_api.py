@@ -97,7 +97,8 @@ def trainer(tmp_path_factory):
     args = GRPOConfig(output_dir=str(tmp_path_factory.mktemp("contract")), use_cpu=True, bf16=False,
                       per_device_train_batch_size=4, num_generations=4, max_completion_length=4, report_to=[],
                       gradient_checkpointing=False)
-    return GRPOTrainer(model=model, processing_class=tok, args=args, train_dataset=to_prompt_dataset(generate_problems(4)),
+    return GRPOTrainer(model=model, processing_class=tok, args=args,
+                       train_dataset=to_prompt_dataset(generate_problems(4)),
                        reward_funcs=lambda completions, **kw: [float(len(str(c))) for c in completions])
 
 
@@ -172,7 +173,8 @@ def test_lm_eval_task_manager_and_loader():
     cfg = load_yaml(entry.yaml_path, resolve_func=True)
     # eval/tasks/gsm8k_reasoning.yaml repeats lm-eval's gsm8k scoring (an `include:` cannot reach lm-eval's
     # folder from ours in every install): the two must stay equal.
-    ours = load_yaml(Path(__file__).resolve().parents[1] / "eval" / "tasks" / "gsm8k_reasoning.yaml", resolve_func=False)
+    ours_path = Path(__file__).resolve().parents[1] / "eval" / "tasks" / "gsm8k_reasoning.yaml"
+    ours = load_yaml(ours_path, resolve_func=False)
     assert ours["filter_list"] == cfg["filter_list"] and ours["metric_list"] == cfg["metric_list"]
     assert (cfg["dataset_path"], cfg["dataset_name"]) == ("openai/gsm8k", "main")
     # eval/harness.py loads a config dict with only the dataset location replaced, and reads "tasks"/"groups"
