@@ -2,7 +2,7 @@
 
 - `evaluate(model_or_path, tasks, limit=None, data_dir=None, ...)`: lm-eval's `simple_evaluate` on a live
   model or a checkpoint / PEFT adapter directory, returning lm-eval's results plus a flat `metrics` view.
-- `LmEvalCallback(tasks, eval_steps=None, on_save=False, on_train_end=True, ...)`: evaluates the live model
+- `LmEvalCallback(trainer, tasks, eval_steps=None, on_save=False, on_train_end=True, ...)`: evaluates the live model
   during training and logs `lm_eval/<task>/<metric>,<filter>` into the trainer's logs.
 - Tasks: lm-eval's `gsm8k` (offline through `data_dir`) and our `gsm8k_reasoning` (in `eval/tasks/`).
 

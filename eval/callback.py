@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 
 from transformers import Trainer, TrainerCallback
@@ -16,26 +15,32 @@ class LmEvalCallback(TrainerCallback):
     """Evaluate the model being trained with lm-eval and log `lm_eval/<task>/<metric>,<filter>`.
 
     Args:
+        trainer: the trainer whose model is evaluated and whose logs receive the metrics, as TRL's own
+            callbacks take it (`trainer.add_callback(LmEvalCallback(trainer, "gsm8k_reasoning"))`).
         tasks: task names (list or comma-separated), e.g. `"gsm8k_reasoning"`.
         eval_steps: evaluate every `eval_steps` optimizer steps (None: never by step count).
         on_save: evaluate whenever a checkpoint is saved; when the save comes from the step schedule the
             metrics are logged before the checkpoint's `trainer_state.json` is written.
         on_train_end: evaluate once training ends.
         limit, data_dir: as in `eval.evaluate`.
-        trainer: the trainer, as TRL's own callbacks take it. Optional: when it is omitted the callback finds
-            the trainer whose callback list holds it at `on_train_begin`.
         **evaluate_kwargs: passed to `eval.evaluate` (`batch_size`, `max_gen_toks`, `apply_chat_template`, ...).
 
     Metrics are logged through `transformers.Trainer.log` (the base implementation, so a subclass's `log`
     cannot fold its own running averages into them): they are appended to `trainer.state.log_history`
     (hence `trainer_state.json`) and passed to every `report_to` integration. Only the main process
     evaluates; the others wait at a barrier. A failing evaluation is logged with its message and training
-    goes on. Not supported with FSDP or DeepSpeed ZeRO-3, whose sharded weights one process cannot run alone.
+    goes on; without `data_dir` and without a network it fails in seconds (the Hub is probed once, no retries).
+    Not supported with FSDP or DeepSpeed ZeRO-3, whose sharded weights one process cannot run alone.
     """
 
-    def __init__(self, tasks, eval_steps: int | None = None, on_save: bool = False, on_train_end: bool = True,
-                 limit: float | None = None, data_dir=None, trainer: Trainer | None = None,
-                 prefix: str = "lm_eval", **evaluate_kwargs):
+    def __init__(self, trainer: Trainer, tasks=None, eval_steps: int | None = None, on_save: bool = False,
+                 on_train_end: bool = True, limit: float | None = None, data_dir=None, prefix: str = "lm_eval",
+                 **evaluate_kwargs):
+        if trainer is None or isinstance(trainer, (str, list, tuple)):
+            raise TypeError(f"LmEvalCallback takes the trainer first, got {trainer!r}: create the trainer, then "
+                            "trainer.add_callback(LmEvalCallback(trainer, tasks, ...)).")
+        if not tasks:
+            raise ValueError("LmEvalCallback needs tasks, e.g. LmEvalCallback(trainer, 'gsm8k_reasoning').")
         if eval_steps is not None and eval_steps < 1:
             raise ValueError(f"eval_steps must be a positive integer or None, got {eval_steps}.")
         self.tasks = tasks
@@ -51,10 +56,6 @@ class LmEvalCallback(TrainerCallback):
         self._last_step: int | None = None
 
     # ------------------------------------------------------------------ events
-    def on_train_begin(self, args, state, control, **kwargs):
-        if self.trainer is None:
-            self.trainer = self._find_trainer()
-
     def on_step_end(self, args, state, control, **kwargs):
         by_steps = self.eval_steps is not None and state.global_step % self.eval_steps == 0
         if by_steps or (self.eval_on_save and control.should_save):
@@ -107,29 +108,10 @@ class LmEvalCallback(TrainerCallback):
                 if isinstance(value, (int, float)) and not isinstance(value, bool)}
 
     def _log(self, metrics: dict[str, float], state, control) -> None:
-        if self.trainer is not None:
-            # Trainer.log clears control.should_log; keep it so the trainer's own log for this step still happens.
-            should_log = control.should_log
-            Trainer.log(self.trainer, dict(metrics))
-            control.should_log = self.trainer.control.should_log = should_log
-        else:  # no trainer found: still record the metrics in the state that trainer_state.json is written from
-            logger.warning("LmEvalCallback: no trainer known, so report_to integrations do not see lm-eval "
-                           "metrics; pass trainer=... to LmEvalCallback.")
-            state.log_history.append({**metrics, "step": state.global_step})
-
-    def _find_trainer(self) -> Trainer | None:
-        """The Trainer up the call stack whose callback handler holds this callback (callbacks are called from
-        Trainer methods), so `callbacks=[LmEvalCallback(...)]` works without passing the trainer."""
-        frame = inspect.currentframe()
-        try:
-            while frame is not None:
-                obj = frame.f_locals.get("self")
-                if isinstance(obj, Trainer) and self in getattr(obj.callback_handler, "callbacks", ()):
-                    return obj
-                frame = frame.f_back
-        finally:
-            del frame
-        return None
+        # Trainer.log clears control.should_log; keep it so the trainer's own log for this step still happens.
+        should_log = control.should_log
+        Trainer.log(self.trainer, dict(metrics))
+        control.should_log = self.trainer.control.should_log = should_log
 
 
 def _is_processor(obj) -> bool:

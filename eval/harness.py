@@ -8,12 +8,15 @@ Heavy libraries are imported inside functions so `import eval` stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import re
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from eval.tasks import TASKS_DIR
 
@@ -110,11 +113,12 @@ def _data_files(data_dir) -> dict[str, str]:
     d = Path(data_dir).expanduser()
     if not d.is_dir():
         raise FileNotFoundError(f"data_dir {d} is not a directory: pass a directory holding GSM8K-schema "
-                                "train.jsonl and test.jsonl, e.g. ../shared/data/gsm8k.")
+                                "train.jsonl and test.jsonl (GSM8K from github.com/openai/grade-school-math).")
     missing = [f"{s}.jsonl" for s in ("train", "test") if not (d / f"{s}.jsonl").is_file()]
     if missing:
         raise FileNotFoundError(f"data_dir {d} has no {' or '.join(missing)}: it needs GSM8K-schema train.jsonl "
-                                "and test.jsonl (fields 'question', 'answer'), e.g. ../shared/data/gsm8k.")
+                                "and test.jsonl (fields 'question', 'answer'), as in "
+                                "github.com/openai/grade-school-math.")
     return {s: str((d / f"{s}.jsonl").resolve()) for s in ("train", "test")}
 
 
@@ -176,12 +180,7 @@ def load_model(path, load_in_4bit: bool = False, device: str | None = None, dtyp
     path, base, adapter_cfg = _resolve(path)
     kwargs: dict[str, Any] = {"dtype": dtype}
     if load_in_4bit:
-        _require_bitsandbytes()
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16 if device != "cpu" else torch.float32)
+        kwargs["quantization_config"] = quantization_config(device)
         kwargs["device_map"] = {"": device}
     try:
         model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
@@ -200,6 +199,17 @@ def load_model(path, load_in_4bit: bool = False, device: str | None = None, dtyp
         model = model.to(device)
     model.eval()
     return model, load_tokenizer(path)
+
+
+def quantization_config(device: str):
+    """4-bit NF4 with nested quantization, built by TRL's `get_quantization_config` (as `trl-plus train
+    --load-in-4bit` builds it); computing in bfloat16 on a GPU and float32 on the CPU."""
+    _require_bitsandbytes()
+    from trl import ModelConfig, get_quantization_config
+
+    compute = "float32" if device == "cpu" else "bfloat16"
+    return get_quantization_config(ModelConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                               use_bnb_nested_quant=True, dtype=compute))
 
 
 # ----------------------------------------------------------------------------------- tasks
@@ -307,17 +317,54 @@ def _spec(name, tm, data_files, chat):
 def _load_tasks(names, tm, data_files, chat):
     """Build lm-eval Task/Group objects (this downloads or reads their datasets)."""
     objects = []
+    # Unreachable Hub: read the local cache only. Otherwise every dataset file request is retried 5 times
+    # with backoff (about 30 s per task) before the same failure.
+    offline = data_files is None and not _hub_reachable()
     for name in names:
         spec = _spec(name, tm, data_files, chat)
         try:
-            loaded = tm.load([spec])
+            with _hub_offline() if offline else contextlib.nullcontext():
+                loaded = tm.load([spec])
         except Exception as e:
             first = (str(e).splitlines() or [""])[0][:300]
-            fix = ("offline, pass data_dir (CLI: --data-dir) holding train.jsonl and test.jsonl, e.g. ../shared/data/gsm8k"
+            why = "the Hugging Face Hub is not reachable and the dataset is not cached; " if offline else ""
+            fix = (f"{why}offline, pass data_dir (CLI: --data-dir) holding GSM8K's train.jsonl and test.jsonl"
                    if data_files is None else "check that the jsonl files hold GSM8K rows ('question', 'answer')")
             raise EvalInputError(f"Could not load the data of task {name!r} ({type(e).__name__}: {first}): {fix}.") from e
         objects.extend(loaded["groups"].values() if loaded["groups"] else loaded["tasks"].values())
     return objects
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub endpoint accepts a connection (False in offline mode, where libraries read the cache)."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _hub_offline():
+    """Offline mode for this block only, as `HF_HUB_OFFLINE=1` sets it: datasets are read from the cache."""
+    import datasets.config
+    from huggingface_hub import constants
+
+    flags = [(constants, "HF_HUB_OFFLINE"), (datasets.config, "HF_HUB_OFFLINE"),
+             (datasets.config, "HF_DATASETS_OFFLINE")]
+    saved = [getattr(module, name) for module, name in flags]
+    for module, name in flags:
+        setattr(module, name, True)
+    try:
+        yield
+    finally:
+        for (module, name), value in zip(flags, saved):
+            setattr(module, name, value)
 
 
 def _parse_gen_kwargs(gen_kwargs) -> dict:

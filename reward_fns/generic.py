@@ -1,14 +1,16 @@
 """Dataset-agnostic rewards: math equivalence, a length penalty, and TRL's soft overlong punishment.
 
-`math_equivalence` reuses `trl.rewards.accuracy_reward` (math-verify) for the verification itself and
-only adapts its inputs: TRL's function reads the gold from a `solution` column and only looks for an
-answer in LaTeX (`\\boxed{...}` or `$...$`), while GSM8K-style data has `answer` (`... #### 72`) and
-completions that answer with `#### 72` in an `<answer>` block.
+`math_equivalence` verifies with math-verify, configured as `trl.rewards.accuracy_reward` configures it
+(LaTeX extraction, `\\boxed{}` first, units normalised), but reads its inputs differently: TRL's function
+reads the gold from a `solution` column and only looks for an answer in LaTeX (`\\boxed{...}` or `$...$`),
+while GSM8K-style data has `answer` (`... #### 72`) and completions that answer with `#### 72` in an
+`<answer>` block.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from functools import lru_cache
 
 from trl.rewards import get_soft_overlong_punishment
@@ -82,11 +84,21 @@ def _gold_for_verify(gold: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _verify(candidate: str, gold: str) -> float | None:
-    """trl.rewards.accuracy_reward on one pair; cached, since a GRPO group repeats its answers."""
-    from trl.rewards import accuracy_reward
+    """math-verify on one pair, with the settings of `trl.rewards.accuracy_reward`: 1.0 / 0.0, or None
+    when the gold cannot be parsed. Cached, since a GRPO group repeats its answers."""
+    from latex2sympy2_extended import NormalizationConfig
+    from math_verify import LatexExtractionConfig, parse, verify
 
-    content = "\\boxed{" + candidate + "}"
-    return accuracy_reward([[{"role": "assistant", "content": content}]], [_gold_for_verify(gold)])[0]
+    # math-verify's timeouts use signal.alarm, which only works in the main thread.
+    main = threading.current_thread() is threading.main_thread()
+    gold_parsed = parse(_gold_for_verify(gold), parsing_timeout=10 if main else None)
+    if not gold_parsed:
+        return None
+    config = LatexExtractionConfig(normalization_config=NormalizationConfig(units=True), boxed_match_priority=0,
+                                   try_extract_without_anchor=False)
+    answer = parse("\\boxed{" + candidate + "}", extraction_config=[config], extraction_mode="first_match",
+                   parsing_timeout=10 if main else None)
+    return float(verify(gold_parsed, answer, timeout_seconds=5 if main else None))
 
 
 class MathEquivalence(RewardFunction):

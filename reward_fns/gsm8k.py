@@ -1,6 +1,6 @@
 """GSM8K rewards for the `<reasoning>`/`<answer>`/`####` format.
 
-Reference: ../shared/ALGORITHMS.md, "GSM8K answer format and rewards". The training prompt asks for
+Specification: docs/algorithms.md, "GSM8K answer format and rewards". The training prompt asks for
 
     <reasoning>
     ...step by step...
@@ -9,7 +9,7 @@ Reference: ../shared/ALGORITHMS.md, "GSM8K answer format and rewards". The train
     #### 42
     </answer>
 
-The default values reproduce the seeds' scoring (aburkov's "GRPO from scratch" notebook: 0.2 per tag,
+The default values reproduce the scoring of aburkov's "GRPO from scratch" notebook (0.2 per tag,
 2.0 for an exact answer, 1.5 for a numerically equal one) and its lm-eval variant (+0.2 for `####`,
 a penalty for text after `</answer>`, which lm-eval's extraction would trip over). Each reward is a
 `make_*` factory plus a module-level default instance, registered by name in `reward_fns.registry`.
@@ -126,7 +126,7 @@ class IntegerReward(RewardFunction):
 
 
 def make_format_reward(per_tag: float = 0.2) -> FormatReward:
-    """0.2 (by default) per tag present, as in the seeds: max 0.8."""
+    """0.2 (by default) per tag present, as in the notebook: max 0.8."""
     return FormatReward(per_tag)
 
 

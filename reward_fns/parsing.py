@@ -1,6 +1,6 @@
 """Answer extraction and number normalisation for GSM8K-style rewards.
 
-Reference: ../shared/ALGORITHMS.md, "GSM8K answer format and rewards". Everything here is total:
+Specification: docs/algorithms.md, "GSM8K answer format and rewards". Everything here is total:
 malformed, hostile or non-string input gives `None`, never an exception, because these helpers run
 inside reward functions that must not crash a training run.
 """

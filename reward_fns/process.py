@@ -1,6 +1,6 @@
 """Step-level (process) rewards for process-supervised GRPO.
 
-Reference: ../shared/ALGORITHMS.md, "Process-supervised GRPO" (Shao et al. 2024, section 4.1.3).
+Specification: docs/algorithms.md, "Process-supervised GRPO" (DeepSeekMath, https://huggingface.co/papers/2402.03300, section 4.1.3).
 
 Contract: `f(prompts, completions, **kwargs) -> list[list[tuple[int, float]]]`, one list per
 completion of `(offset, reward)` pairs, one per step, in order. `offset` is the character index of

@@ -17,7 +17,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-GSM8K_DIR = REPO.parent / "shared" / "data" / "gsm8k"
+# A few hundred rows of each GSM8K split, committed with its licence (see tests/data/gsm8k/README.md).
+GSM8K_SAMPLE_DIR = REPO / "tests" / "data" / "gsm8k"
+# Set to a folder with the full train.jsonl and test.jsonl to run the data tests on all 8,792 rows.
+GSM8K_ENV = "TRL_PLUS_GSM8K_DIR"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,9 +32,21 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def gsm8k_dir() -> Path:
-    if not (GSM8K_DIR / "test.jsonl").is_file():
-        pytest.skip(f"real GSM8K not found at {GSM8K_DIR}")
-    return GSM8K_DIR
+    """A folder with GSM8K's `train.jsonl` and `test.jsonl`: the committed sample, or the full set
+    named by `TRL_PLUS_GSM8K_DIR`. A name that does not hold both files fails the test (never skips),
+    so a misconfigured CI cannot pass by running less."""
+    path = os.environ.get(GSM8K_ENV)
+    folder = Path(path).expanduser() if path else GSM8K_SAMPLE_DIR
+    missing = [name for name in ("train.jsonl", "test.jsonl") if not (folder / name).is_file()]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not found in {folder}" + (f" (from {GSM8K_ENV})" if path else ""))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def gsm8k_is_full(gsm8k_dir) -> bool:
+    """True when the tests run on the full GSM8K (7,473 train + 1,319 test rows), False on the sample."""
+    return gsm8k_dir.resolve() != GSM8K_SAMPLE_DIR.resolve()
 
 
 @pytest.fixture(scope="session")

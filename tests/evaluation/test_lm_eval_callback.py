@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-GSM8K_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "gsm8k"
+GSM8K_DIR = Path(__file__).resolve().parents[1] / "data" / "gsm8k"  # the committed sample
 PREFIX = "lm_eval/gsm8k_reasoning/"
 
 
@@ -29,8 +29,8 @@ class _Records(logging.Handler):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """One 2-step training, saving at step 2, with a working callback evaluating at saves (finding its trainer
-    itself) and a broken one evaluating every step (given the trainer)."""
+    """One 2-step training, saving at step 2, with a working callback evaluating at saves and a broken one
+    evaluating every step."""
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
@@ -50,14 +50,14 @@ def run(tmp_path_factory):
     args = GRPOConfig(output_dir=str(out), use_cpu=True, bf16=False, max_steps=2, per_device_train_batch_size=4,
                       num_generations=4, max_completion_length=8, report_to=[], logging_steps=1,
                       save_strategy="steps", save_steps=2)
-    good = LmEvalCallback("gsm8k_reasoning", on_save=True, on_train_end=True, limit=2, data_dir=GSM8K_DIR,
+    trainer = GRPOTrainer(model=model, processing_class=tok, reward_funcs=reward_length, args=args,
+                          train_dataset=to_prompt_dataset(generate_problems(8)))
+    good = LmEvalCallback(trainer, "gsm8k_reasoning", on_save=True, on_train_end=True, limit=2, data_dir=GSM8K_DIR,
                           max_gen_toks=4)
     probe = ModeProbe()
-    # TODO: use trl_plus.DrGRPOTrainer (with DrGRPOConfig) here once it exists; trl.GRPOTrainer stands in for now.
-    trainer = GRPOTrainer(model=model, processing_class=tok, reward_funcs=reward_length, args=args,
-                          train_dataset=to_prompt_dataset(generate_problems(8)), callbacks=[good, probe])
-    broken = LmEvalCallback("gsm8k_reasonin", eval_steps=1, limit=2, data_dir=GSM8K_DIR, trainer=trainer)
-    trainer.add_callback(broken)
+    broken = LmEvalCallback(trainer, "gsm8k_reasonin", eval_steps=1, limit=2, data_dir=GSM8K_DIR)
+    for callback in (good, probe, broken):
+        trainer.add_callback(callback)
 
     records = _Records()
     logging.getLogger("eval.callback").addHandler(records)
@@ -79,7 +79,6 @@ def test_callback_metrics_land_in_log_history(run):
         for filt in ("strict-match", "flexible-extract"):
             assert 0.0 <= e[f"{PREFIX}exact_match,{filt}"] <= 1.0
             assert f"{PREFIX}exact_match_stderr,{filt}" in e
-    assert run["good"].trainer is trainer  # found on its own at on_train_begin
     # the trainer's own per-step logs still happen, with GRPO's running metrics kept out of ours
     own = [e for e in trainer.state.log_history if "loss" in e]
     assert [e["step"] for e in own] == [1, 2] and all("reward" in e for e in own)
@@ -132,10 +131,58 @@ def test_only_the_main_process_evaluates_and_all_reach_the_barrier(monkeypatch, 
 
     monkeypatch.setattr(callback_module, "evaluate", failing_evaluate)
     model = SimpleNamespace(training=True, train=lambda mode=True: None)
-    cb = LmEvalCallback("gsm8k_reasoning", eval_steps=1)
+    cb = LmEvalCallback(SimpleNamespace(), "gsm8k_reasoning", eval_steps=1)
     state, control = TrainerState(), TrainerControl()
     state.global_step = 1
     cb.on_step_end(SimpleNamespace(fsdp=""), state, control, model=model, processing_class=object())
     assert len(calls) == (1 if main else 0)
     assert fake.barriers == 1
     assert state.log_history == []
+
+
+@pytest.mark.parametrize("tasks_first", ["gsm8k_reasoning", ["gsm8k_reasoning"], None])
+def test_the_trainer_comes_first(tasks_first):
+    from eval import LmEvalCallback
+
+    with pytest.raises(TypeError, match=r"takes the trainer first.*trainer.add_callback\(LmEvalCallback\(trainer"):
+        LmEvalCallback(tasks_first, eval_steps=1)
+
+
+@pytest.mark.e2e
+def test_no_data_dir_and_no_network_fails_fast_and_training_continues(tmp_path, monkeypatch):
+    """Hub mode on (HF_HUB_OFFLINE unset) but no Hub to reach: one failed connection, then the local cache
+    only, instead of 5 retries with backoff per dataset file (about 30 s)."""
+    import time
+
+    import datasets.config
+    from huggingface_hub import constants
+    from trl import GRPOConfig, GRPOTrainer
+
+    from eval import LmEvalCallback
+    from trl_plus.data import generate_problems, to_prompt_dataset
+    from trl_plus.tiny import build_tiny_model
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # empty caches: nothing to fall back on
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
+    model, tok = build_tiny_model()
+    args = GRPOConfig(output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, max_steps=1,
+                      per_device_train_batch_size=4, num_generations=4, max_completion_length=4, report_to=[],
+                      save_strategy="no", disable_tqdm=True)
+    trainer = GRPOTrainer(model=model, processing_class=tok, reward_funcs=reward_length, args=args,
+                          train_dataset=to_prompt_dataset(generate_problems(4)))
+    trainer.add_callback(LmEvalCallback(trainer, "gsm8k_reasoning", limit=2, max_gen_toks=4))
+    records = _Records()
+    logging.getLogger("eval.callback").addHandler(records)
+    start = time.perf_counter()
+    try:
+        trainer.train()
+    finally:
+        logging.getLogger("eval.callback").removeHandler(records)
+    seconds = time.perf_counter() - start
+    assert trainer.state.global_step == 1
+    [error] = records.messages
+    assert "training continues" in error and "not reachable" in error and "data_dir" in error
+    assert seconds < 20, f"took {seconds:.0f} s: the Hub was retried"

@@ -9,7 +9,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-GSM8K_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "gsm8k"
+GSM8K_DIR = Path(__file__).resolve().parents[1] / "data" / "gsm8k"  # the committed sample
 FAST = {"limit": 2, "max_gen_toks": 4}
 
 
@@ -95,7 +95,7 @@ def test_data_dir_without_the_jsonl_files(tiny_dir, tmp_path, present):
         (tmp_path / name).write_text((GSM8K_DIR / name).read_text().splitlines()[0] + "\n")
     with pytest.raises(FileNotFoundError) as e:
         evaluate(str(tiny_dir), "gsm8k", data_dir=tmp_path)
-    msg = _one_line(e, "test.jsonl", "../shared/data/gsm8k")
+    msg = _one_line(e, "test.jsonl", "grade-school-math")
     assert ("train.jsonl or test.jsonl" in msg) == (not present)
 
 
@@ -115,3 +115,17 @@ def test_live_model_without_tokenizer():
     with pytest.raises(EvalInputError) as e:
         evaluate(build_tiny_model()[0], "gsm8k_reasoning", data_dir=GSM8K_DIR)
     _one_line(e, "tokenizer=")
+
+
+@pytest.mark.parametrize("device, compute", [("cpu", "float32"), ("cuda", "bfloat16")])
+def test_4bit_loading_is_trls_quantization_config(device, compute):
+    import torch
+    from trl import ModelConfig, get_quantization_config
+
+    from eval.harness import quantization_config
+
+    ours = quantization_config(device)
+    trls = get_quantization_config(ModelConfig(load_in_4bit=True, use_bnb_nested_quant=True, dtype=compute))
+    assert ours.to_dict() == trls.to_dict()
+    assert (ours.bnb_4bit_quant_type, ours.bnb_4bit_use_double_quant) == ("nf4", True)
+    assert ours.bnb_4bit_compute_dtype == getattr(torch, compute)

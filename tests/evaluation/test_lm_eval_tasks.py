@@ -9,7 +9,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-GSM8K_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "gsm8k"
+GSM8K_DIR = Path(__file__).resolve().parents[1] / "data" / "gsm8k"  # the committed sample
 GOLD_42 = {"question": "What is 6*7?", "answer": "6*7=<<6*7=42>>42\n#### 42"}
 
 
@@ -107,4 +107,4 @@ def test_gsm8k_data_dir_override_changes_only_the_dataset_location():
     task = _task("gsm8k")
     assert task.config.task == "gsm8k" and task.config.num_fewshot == 5
     assert [f.name for f in task._filters] == ["strict-match", "flexible-extract"]
-    assert len(task.test_docs()) == 1319 and len(task.training_docs()) == 7473
+    assert len(task.test_docs()) == 301 and len(task.training_docs()) == 306

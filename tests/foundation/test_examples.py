@@ -23,7 +23,7 @@ from trl_plus.algorithms import ALGORITHMS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RECIPES = EXAMPLES / "recipes"
-GSM8K_TRAIN = EXAMPLES.parents[1] / "shared" / "data" / "gsm8k" / "train.jsonl"
+GSM8K_TRAIN = Path(__file__).resolve().parents[1] / "data" / "gsm8k" / "train.jsonl"  # the committed sample
 SOURCES = ("seed", "notebook", "paper", "ALGORITHMS.md", "TRL default", "our choice", "OpenRLHF", "DeepSeekMath")
 
 
@@ -151,7 +151,7 @@ def test_example_offline_smoke(algo, tmp_path, monkeypatch):
     if algo == "dapo":  # the environment variable works as well as the flag
         monkeypatch.setenv("TRL_PLUS_OFFLINE_SMOKE", "1")
         argv = []
-    if algo == "ps_grpo" and GSM8K_TRAIN.is_file():  # --data FILE.jsonl: real GSM8K questions and answers
+    if algo == "ps_grpo":  # --data FILE.jsonl: real GSM8K questions and answers
         argv += ["--data", str(GSM8K_TRAIN)]
     monkeypatch.syspath_prepend(str(EXAMPLES))  # as `python examples/x.py` does, for `from common import ...`
     trainer = runpy.run_path(str(EXAMPLES / f"{algo}.py"), run_name="example")["main"](argv)

@@ -1,29 +1,31 @@
-"""The GSM8K rewards on every gold solution of the real dataset (train + test: 8,792 rows).
+"""The GSM8K rewards on every gold solution of GSM8K (train + test).
 
-The data is read from ../shared/data/gsm8k (never copied into the repo); the tests skip when it is absent.
+By default the rows are the committed sample (tests/data/gsm8k, 607 rows); with `TRL_PLUS_GSM8K_DIR`
+set they are the full dataset (8,792 rows), checked against the full set's own counts.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 import reward_fns
 from reward_fns import extract_answer, extract_gold, normalize_number, to_training_format
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared/data/gsm8k"
-N_ROWS = 7473 + 1319
+# Rows, and gold answers written with thousands commas ("1,080"), in each data set.
+COUNTS = {"sample": (306 + 301, 4), "full": (7473 + 1319, 93)}
 
 
 @pytest.fixture(scope="module")
-def rows() -> list[dict]:
-    files = [DATA / "train.jsonl", DATA / "test.jsonl"]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        pytest.skip(f"real GSM8K data not found at {missing} (expected ../shared/data/gsm8k next to the repo)")
+def rows(gsm8k_dir) -> list[dict]:
+    files = [gsm8k_dir / "train.jsonl", gsm8k_dir / "test.jsonl"]
     return [json.loads(line) for f in files for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def counts(gsm8k_is_full) -> tuple[int, int]:
+    return COUNTS["full" if gsm8k_is_full else "sample"]
 
 
 def _wrong_number(gold: str) -> str:
@@ -31,13 +33,14 @@ def _wrong_number(gold: str) -> str:
     return str(int(normalize_number(gold)) + 1)
 
 
-def test_dataset_is_complete(rows):
-    assert len(rows) == N_ROWS
+def test_dataset_is_complete(rows, counts):
+    n_rows, n_commas = counts
+    assert len(rows) == n_rows
     golds = [extract_gold(r["answer"]) for r in rows]
     assert all(g is not None for g in golds)
     with_commas = sum("," in g for g in golds)
     print(f"\n{len(rows)} gold answers, all readable; {with_commas} written with thousands commas")
-    assert with_commas == 93
+    assert with_commas == n_commas
 
 
 def test_gold_solutions_in_training_format_score_full_marks(rows):
@@ -65,17 +68,17 @@ def test_gold_solutions_in_training_format_score_full_marks(rows):
         "integer": sum(s == 0.5 for s in scores["gsm8k_integer"]),
     }
     print(f"\ntraining format, {len(rows)} gold solutions: {counts}")
-    assert counts == {key: N_ROWS for key in counts}
+    assert counts == {key: len(rows) for key in counts}
 
     # The same with the gold given already extracted ("72", "1,080") instead of raw GSM8K text.
     extracted = [extract_gold(a) for a in answers]
-    assert reward_fns.gsm8k_correctness(None, texts, answer=extracted) == [2.0] * N_ROWS
+    assert reward_fns.gsm8k_correctness(None, texts, answer=extracted) == [2.0] * len(rows)
 
-    # The presets: the seeds' total is format + correctness = 2.8; the lm-eval variant adds 0.2 for ####.
+    # The presets: the notebook's total is format + correctness = 2.8; the lm-eval variant adds 0.2 for ####.
     for name, total in (("gsm8k", 2.8), ("gsm8k_lm_eval", 3.0)):
         funcs, weights = reward_fns.preset(name)
         columns = [f(None, texts, answer=answers) for f in funcs]
-        totals = [sum(w * c[i] for w, c in zip(weights, columns)) for i in range(N_ROWS)]
+        totals = [sum(w * c[i] for w, c in zip(weights, columns)) for i in range(len(rows))]
         assert all(t == pytest.approx(total) for t in totals), name
 
 
@@ -90,9 +93,9 @@ def test_wrong_final_number_scores_zero(rows):
     correctness = reward_fns.gsm8k_correctness(None, wrong, answer=answers)
     zero = sum(s == 0.0 for s in correctness)
     print(f"\nwrong final number: correctness 0 on {zero}/{len(rows)}")
-    assert zero == N_ROWS
+    assert zero == len(rows)
     # The format is untouched, so only correctness tells the two apart.
-    assert reward_fns.gsm8k_strict_format(None, wrong) == [0.5] * N_ROWS
+    assert reward_fns.gsm8k_strict_format(None, wrong) == [0.5] * len(rows)
 
 
 def test_flexible_extraction_on_raw_gsm8k_answers(rows):
@@ -103,11 +106,11 @@ def test_flexible_extraction_on_raw_gsm8k_answers(rows):
         found += answer is not None and normalize_number(answer) == normalize_number(gold)
         exact += answer == gold
     print(f"\nraw '... #### N' form: N extracted from {found}/{len(rows)} (string-identical: {exact})")
-    assert found == exact == N_ROWS
+    assert found == exact == len(rows)
     # In raw form the model "answered" without tags: full correctness, no format points.
     raws = [r["answer"] for r in rows]
-    assert reward_fns.gsm8k_correctness(None, raws, answer=raws) == [2.0] * N_ROWS
-    assert reward_fns.gsm8k_format(None, raws) == [0.0] * N_ROWS
+    assert reward_fns.gsm8k_correctness(None, raws, answer=raws) == [2.0] * len(rows)
+    assert reward_fns.gsm8k_format(None, raws) == [0.0] * len(rows)
 
 
 def test_conversational_completions_score_like_strings(rows):

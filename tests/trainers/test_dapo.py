@@ -5,11 +5,10 @@ import os
 import re
 import warnings
 
-import peft
 import pytest
 import torch
 
-from tests.conftest import changed, frozen_snapshot, trainable_snapshot
+from tests.conftest import changed, trainable_snapshot
 from trl_plus import DAPOConfig, DAPOTrainer
 from trl_plus.core import grpo_advantages
 from trl_plus.trainers.base import Scored
@@ -270,30 +269,6 @@ def test_concat_rollouts_pads_each_side():
 
 
 @pytest.mark.e2e
-def test_training_changes_parameters_and_logs(tiny_model_dir, addition_dataset, fast_args, pin):
-    trainer = make(tiny_model_dir, addition_dataset(), fast_args)
-    pin(trainer, TEXTS)
-    before = trainable_snapshot(trainer.model)
-    trainer.train()
-    assert changed(before, trainer.model)
-    logged = {k for row in trainer.state.log_history for k in row}
-    assert {"dapo/gen_rounds", "dapo/groups_generated", "dapo/groups_kept", "dapo/groups_filled", "reward"} <= logged
-    assert all(math.isfinite(row["loss"]) for row in trainer.state.log_history if "loss" in row)
-
-
-@pytest.mark.e2e
-def test_constant_rewards_without_dynamic_sampling(tiny_model_dir, addition_dataset, fast_args, pin):
-    trainer = make(tiny_model_dir, addition_dataset(), fast_args, reward=constant, dynamic_sampling=False)
-    pin(trainer, TEXTS)
-    seen = capture_loss_inputs(trainer)
-    before = trainable_snapshot(trainer.model)
-    trainer.train()
-    assert seen and all(torch.equal(s["advantages"], torch.zeros_like(s["advantages"])) for s in seen)
-    assert not changed(before, trainer.model)
-    assert all(math.isfinite(row["loss"]) for row in trainer.state.log_history if "loss" in row)
-
-
-@pytest.mark.e2e
 @pytest.mark.parametrize("strict", [False, True], ids=["warn", "strict"])
 def test_always_flat_rewards_hit_the_cap(tiny_model_dir, addition_dataset, fast_args, pin, strict):
     trainer = make(tiny_model_dir, addition_dataset(), fast_args, reward=constant, max_num_gen_batches=2,
@@ -310,19 +285,6 @@ def test_always_flat_rewards_hit_the_cap(tiny_model_dir, addition_dataset, fast_
     rows = [row for row in trainer.state.log_history if "loss" in row]
     assert len(rows) == 2 and all(math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"]) for r in rows)
     assert all((r["dapo/gen_rounds"], r["dapo/groups_kept"], r["dapo/groups_filled"]) == (2, 0, 1) for r in rows)
-
-
-@pytest.mark.e2e
-def test_lora_keeps_base_frozen(tiny_model_dir, addition_dataset, fast_args, pin):
-    lora = peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-    trainer = DAPOTrainer(model=tiny_model_dir, reward_funcs=sevens, args=DAPOConfig(**fast_args()),
-                          train_dataset=addition_dataset(), peft_config=lora)
-    pin(trainer, TEXTS)
-    base, adapters = frozen_snapshot(trainer.model), trainable_snapshot(trainer.model)
-    assert adapters and all("lora_" in n for n in adapters)
-    trainer.train()
-    assert not changed(base, trainer.model)
-    assert changed(adapters, trainer.model)
 
 
 @pytest.mark.e2e
@@ -376,19 +338,4 @@ def test_resume_restores_the_sampling_rng(tiny_model_dir, addition_dataset, fast
     assert sum(full[s][1] for s in (3, 4)) > 2  # steps 3-4 drew new prompts, so the RNG mattered
 
 
-# ----- learning ----------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.e2e
-def test_dapo_learns_to_emit_sevens(tiny_model_dir, addition_dataset, fast_args):
-    def share_of_sevens(completions, **kwargs):
-        return [c.count("7") / max(len(c), 1) for c in completions]
-
-    trainer = make(tiny_model_dir, addition_dataset(64), fast_args, reward=share_of_sevens, max_steps=10,
-                   per_device_train_batch_size=8, learning_rate=3e-2, max_num_gen_batches=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # late steps are all-sevens groups: the cap warns
-        trainer.train()
-    rewards = [row["reward"] for row in trainer.state.log_history if "reward" in row]
-    first, last = sum(rewards[:2]) / 2, sum(rewards[-3:]) / 3
-    assert first < 0.15 and last > first + 0.5, rewards
+# Training runs, LoRA, constant rewards and learning: tests/trainers/test_all_algorithms.py (every algorithm).

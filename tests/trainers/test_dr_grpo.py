@@ -2,12 +2,10 @@
 
 import re
 
-import peft
 import pytest
 import torch
 from trl import GRPOConfig
 
-from tests.conftest import changed, frozen_snapshot, trainable_snapshot
 from trl_plus import DrGRPOConfig, DrGRPOTrainer
 from trl_plus.core import dr_grpo_advantages
 
@@ -16,10 +14,6 @@ TEXTS = ["7", "77", "a7", "777b", "x", "77777", "", "7y7"]
 
 def sevens(completions, **kwargs):
     return [float(c.count("7")) for c in completions]
-
-
-def variety(completions, **kwargs):
-    return [float(len(set(c))) for c in completions]
 
 
 def test_defaults_are_dr_grpo(fast_args):
@@ -58,37 +52,3 @@ def test_advantages_through_the_seam_equal_the_core(tiny_model_dir, addition_dat
     expected = torch.tensor([-0.75, 0.25, -0.75, 1.25, -1.75, 3.25, -1.75, 0.25])
     torch.testing.assert_close(dr_grpo_advantages(rewards, torch.arange(8) // 4), expected)
     torch.testing.assert_close(out["advantages"], expected)
-
-
-@pytest.mark.e2e
-def test_training_changes_parameters_lora_keeps_base(tiny_model_dir, addition_dataset, fast_args):
-    lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-    trainer = DrGRPOTrainer(tiny_model_dir, variety, args=DrGRPOConfig(**fast_args()),
-                            train_dataset=addition_dataset(), peft_config=lora)
-    base, adapters = frozen_snapshot(trainer.model), trainable_snapshot(trainer.model)
-    trainer.train()
-    assert not changed(base, trainer.model) and changed(adapters, trainer.model)
-    assert {"reward", "loss", "frac_reward_zero_std"} <= {k for row in trainer.state.log_history for k in row}
-
-
-@pytest.mark.e2e
-def test_constant_rewards_leave_parameters_unchanged(tiny_model_dir, addition_dataset, fast_args):
-    trainer = DrGRPOTrainer(tiny_model_dir, lambda completions, **kw: [2.0] * len(completions),
-                            args=DrGRPOConfig(**fast_args()), train_dataset=addition_dataset())
-    before = trainable_snapshot(trainer.model)
-    trainer.train()
-    assert not changed(before, trainer.model)
-    assert all(row["loss"] == 0.0 for row in trainer.state.log_history if "loss" in row)
-
-
-@pytest.mark.e2e
-def test_dr_grpo_learns_to_emit_sevens(tiny_model_dir, addition_dataset, fast_args):
-    def share_of_sevens(completions, **kwargs):
-        return [c.count("7") / max(len(c), 1) for c in completions]
-
-    args = DrGRPOConfig(**fast_args(max_steps=12, per_device_train_batch_size=16, learning_rate=3e-2))
-    trainer = DrGRPOTrainer(tiny_model_dir, share_of_sevens, args=args, train_dataset=addition_dataset(64))
-    trainer.train()
-    rewards = [row["reward"] for row in trainer.state.log_history if "reward" in row]
-    first, last = sum(rewards[:2]) / 2, sum(rewards[-3:]) / 3
-    assert first < 0.15 and last > first + 0.5, rewards

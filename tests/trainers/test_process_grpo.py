@@ -1,14 +1,11 @@
 """Process-supervised GRPO (DeepSeekMath section 4.1.3) through TRL's GRPOTrainer."""
 
-import math
 import re
 
-import peft
 import pytest
 import torch
 
 import reward_fns
-from tests.conftest import changed, frozen_snapshot, trainable_snapshot
 from trl_plus import ProcessGRPOConfig, ProcessGRPOTrainer
 from trl_plus.core import process_advantages
 from trl_plus.tiny import build_tokenizer
@@ -39,15 +36,6 @@ def ends_in_7(completions, **kwargs):
     return [float(reward_fns.completion_text(c).endswith("7")) for c in completions]
 
 
-def constant_steps(completions, **kwargs):
-    return [[(i, 1.0) for i in range(len(c))] for c in completions]
-
-
-def char_codes(completions, **kwargs):
-    """Every character is a step, rewarded with its code point modulo 5: always some spread."""
-    return [[(i, float(ord(ch) % 5)) for i, ch in enumerate(c)] for c in completions]
-
-
 def make(tiny_model_dir, dataset, fast_args, process=sevens_per_line, reward_funcs=None, peft_config=None, **overrides):
     args = ProcessGRPOConfig(**fast_args(**overrides))
     return ProcessGRPOTrainer(tiny_model_dir, reward_funcs, args, train_dataset=dataset, peft_config=peft_config,
@@ -59,10 +47,6 @@ def scored_batch(trainer, pin, texts=TEXTS):
     trainer.model.train()
     batch = next(iter(trainer.get_train_dataloader()))
     return trainer._generate_and_score_completions(batch)
-
-
-def logged_keys(trainer):
-    return {k for row in trainer.state.log_history for k in row}
 
 
 # ----- char offset -> token index ------------------------------------------------------------------
@@ -270,57 +254,4 @@ def test_bad_process_rewards_fail_clearly(tiny_model_dir, addition_dataset, fast
         scored_batch(trainer, pin, ["7", "x7", "", "abc"])
 
 
-# ----- end to end ------------------------------------------------------------------------------------
-
-
-@pytest.mark.e2e
-def test_training_changes_parameters_and_logs(tiny_model_dir, addition_dataset, fast_args):
-    trainer = make(tiny_model_dir, addition_dataset(), fast_args, process=[char_codes, sevens_per_line],
-                   reward_funcs=[ends_in_7], outcome_weight=1.0)
-    before = trainable_snapshot(trainer.model)
-    trainer.train()
-    assert changed(before, trainer.model)
-    assert {"process/steps_per_completion", "process/step_reward_mean", "rewards/sevens_per_line/mean",
-            "rewards/char_codes/mean", "rewards/ends_in_7/mean", "reward", "loss"} <= logged_keys(trainer)
-    assert all(math.isfinite(row["loss"]) for row in trainer.state.log_history if "loss" in row)
-
-
-@pytest.mark.e2e
-def test_constant_step_rewards_give_zero_advantages_and_no_update(tiny_model_dir, addition_dataset, fast_args):
-    trainer = make(tiny_model_dir, addition_dataset(), fast_args, process=[constant_steps])
-    seen = []
-    loss = trainer._compute_loss
-    trainer._compute_loss = lambda model, inputs: (seen.append(inputs["advantages"].clone()), loss(model, inputs))[1]
-    before = trainable_snapshot(trainer.model)
-    trainer.train()
-    assert seen and all(a.dim() == 2 and torch.equal(a, torch.zeros_like(a)) for a in seen)
-    assert not changed(before, trainer.model)
-    rows = [row for row in trainer.state.log_history if "loss" in row]
-    assert rows and all(math.isfinite(v) for row in rows for v in row.values() if isinstance(v, float))
-    assert all(row["frac_reward_zero_std"] == 1.0 for row in rows)
-
-
-@pytest.mark.e2e
-def test_lora_keeps_base_frozen_and_trains_adapters(tiny_model_dir, addition_dataset, fast_args):
-    lora = peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-    trainer = make(tiny_model_dir, addition_dataset(), fast_args, process=[char_codes],
-                   peft_config=lora)
-    base, adapters = frozen_snapshot(trainer.model), trainable_snapshot(trainer.model)
-    assert adapters and all("lora_" in n for n in adapters)
-    trainer.train()
-    assert not changed(base, trainer.model)
-    assert changed(adapters, trainer.model)
-
-
-@pytest.mark.e2e
-def test_step_rewards_teach_the_model_to_write_sevens(tiny_model_dir, addition_dataset, fast_args):
-    def sevens_per_char(completions, **kwargs):
-        """Every character is a step, rewarded 1 when it is a '7'."""
-        return [[(i, float(ch == "7")) for i, ch in enumerate(c)] for c in completions]
-
-    trainer = make(tiny_model_dir, addition_dataset(64), fast_args, process=[sevens_per_char], max_steps=7,
-                   per_device_train_batch_size=16, learning_rate=5e-2, max_completion_length=6)
-    trainer.train()
-    share = [row["reward"] for row in trainer.state.log_history if "reward" in row]
-    # Measured (seed 0): 0.00 0.01 0.08 0.32 0.93 0.99 1.00
-    assert sum(share[-3:]) / 3 > sum(share[:2]) / 2 + 0.5, share
+# Training runs, LoRA, constant rewards and learning: tests/trainers/test_all_algorithms.py (every algorithm).

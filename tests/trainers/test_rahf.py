@@ -2,12 +2,11 @@
 
 import math
 
-import peft
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from tests.conftest import changed, frozen_snapshot, trainable_snapshot
+from tests.conftest import changed, trainable_snapshot
 from trl_plus import RAFTConfig, RAFTTrainer, RAHFConfig, RAHFTrainer
 
 G = 4
@@ -19,10 +18,6 @@ TEXTS = ["77", "7", "777x", "777", "n", "abc", "x", "y"]
 
 def sevens(completions, **kwargs):
     return [None if c == "n" else float(c.count("7")) for c in completions]
-
-
-def share_of_digits(completions, **kwargs):
-    return [sum(ch.isdigit() for ch in c) / max(len(c), 1) for c in completions]
 
 
 def constant(completions, **kwargs):
@@ -188,19 +183,6 @@ def test_trainer_rejects_a_plain_grpo_config(tiny_model_dir, addition_dataset, f
 
 
 @pytest.mark.e2e
-def test_training_changes_parameters_and_logs(tiny_model_dir, addition_dataset, fast_args):
-    trainer = make(tiny_model_dir, addition_dataset(), fast_args, reward=share_of_digits, max_steps=3)
-    before = trainable_snapshot(trainer.model)
-    trainer.train()
-    assert changed(before, trainer.model)
-    logged = [row for row in trainer.state.log_history if "loss" in row]
-    assert len(logged) == 3
-    for key in ("loss", "reward", "rahf/kept_fraction", "rahf/reward_kept_mean", "rahf/reward_all_mean"):
-        assert all(key in row and math.isfinite(row[key]) for row in logged), key
-    assert all(row["rahf/kept_fraction"] == 1 / G for row in logged)
-
-
-@pytest.mark.e2e
 def test_constant_rewards_keep_the_shortest_and_train_without_nan(tiny_model_dir, addition_dataset, fast_args, pin):
     # Constant rewards are all ties: each prompt keeps its shortest completion (the first on equal length), and
     # RAHF still trains on it (SFT towards short answers). Nothing becomes NaN.
@@ -213,27 +195,3 @@ def test_constant_rewards_keep_the_shortest_and_train_without_nan(tiny_model_dir
     assert changed(before, trainer.model)
     for row in trainer.state.log_history:
         assert all(not isinstance(v, float) or math.isfinite(v) for v in row.values()), row
-
-
-@pytest.mark.e2e
-def test_lora_keeps_base_frozen_and_trains_adapters(tiny_model_dir, addition_dataset, fast_args, pin):
-    lora = peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-    trainer = make(tiny_model_dir, addition_dataset(), fast_args, peft_config=lora)
-    pin(trainer, TEXTS[:G])
-    frozen, trainable = frozen_snapshot(trainer.model), trainable_snapshot(trainer.model)
-    assert trainable and all("lora_" in name for name in trainable)
-    trainer.train()
-    assert not changed(frozen, trainer.model)
-    assert changed(trainable, trainer.model)
-
-
-@pytest.mark.e2e
-def test_rahf_learns_to_emit_digits(tiny_model_dir, addition_dataset, fast_args):
-    # The tiny model starts near uniform over ~100 characters (~10% digits). Measured with seed 0: the mean reward
-    # goes from ~0.2 over the first 5 steps to ~1.0 over the last 5 (seeds 1-3: >= +0.65).
-    trainer = make(tiny_model_dir, addition_dataset(64), fast_args, reward=share_of_digits, max_steps=20,
-                   per_device_train_batch_size=16)
-    trainer.train()
-    rewards = [row["reward"] for row in trainer.state.log_history if "reward" in row]
-    first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
-    assert first < 0.3 and last > first + 0.4, rewards

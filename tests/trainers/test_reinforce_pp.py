@@ -1,12 +1,8 @@
 """REINFORCE++ and REINFORCE++-baseline through TRL's GRPOTrainer."""
 
-import math
-
-import peft
 import pytest
 import torch
 
-from tests.conftest import changed, frozen_snapshot, trainable_snapshot
 from tests.conftest import completion_logps as logps
 from trl_plus import ReinforcePlusPlusConfig, ReinforcePlusPlusTrainer
 from trl_plus.core import (
@@ -22,14 +18,6 @@ TEXTS = ["7", "77", "a7", "777b", "x", "77777", "", "7y7"]
 
 def sevens(completions, **kwargs):
     return [float(c.count("7")) for c in completions]
-
-
-def variety(completions, **kwargs):
-    return [float(len(set(c))) for c in completions]
-
-
-def constant(completions, **kwargs):
-    return [1.0] * len(completions)
 
 
 def make(tiny_model_dir, dataset, fast_args, reward=sevens, **overrides):
@@ -89,43 +77,6 @@ def test_baseline_outcome_is_group_centred(tiny_model_dir, addition_dataset, fas
 
 
 @pytest.mark.e2e
-def test_training_changes_parameters_and_logs(tiny_model_dir, addition_dataset, fast_args):
-    trainer = make(tiny_model_dir, addition_dataset(), fast_args, reward=variety)
-    before = trainable_snapshot(trainer.model)
-    trainer.train()
-    assert changed(before, trainer.model)
-    logged = {k for row in trainer.state.log_history for k in row}
-    assert {"reinforce_pp/kl_reward", "reinforce_pp/outcome_mean", "reward", "loss"} <= logged
-    assert all(math.isfinite(row["loss"]) for row in trainer.state.log_history if "loss" in row)
-
-
-@pytest.mark.e2e
-def test_constant_rewards_give_zero_advantages_and_no_update(tiny_model_dir, addition_dataset, fast_args):
-    trainer = make(tiny_model_dir, addition_dataset(), fast_args, reward=constant, kl_coef=0.0)
-    seen = []
-    loss = trainer._compute_loss
-    trainer._compute_loss = lambda model, inputs: (seen.append(inputs["advantages"].clone()), loss(model, inputs))[1]
-    before = trainable_snapshot(trainer.model)
-    trainer.train()
-    assert seen and all(torch.equal(a, torch.zeros_like(a)) for a in seen)
-    assert not changed(before, trainer.model)
-
-
-@pytest.mark.e2e
-def test_lora_keeps_base_frozen_and_uses_disabled_adapter_as_reference(tiny_model_dir, addition_dataset, fast_args):
-    args = ReinforcePlusPlusConfig(**fast_args(kl_coef=0.05))
-    lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-    trainer = ReinforcePlusPlusTrainer(model=tiny_model_dir, reward_funcs=variety, args=args,
-                                       train_dataset=addition_dataset(), peft_config=lora)
-    assert trainer.ref_model is None  # PEFT: the reference is the base with the adapter disabled
-    base, adapters = frozen_snapshot(trainer.model), trainable_snapshot(trainer.model)
-    assert adapters and all("lora_" in n for n in adapters)
-    trainer.train()
-    assert not changed(base, trainer.model)
-    assert changed(adapters, trainer.model)
-
-
-@pytest.mark.e2e
 def test_k2_kl_in_the_loss_adds_exactly_beta_times_k2(tiny_model_dir, addition_dataset, fast_args, pin):
     trainer = make(tiny_model_dir, addition_dataset(), fast_args, per_device_train_batch_size=8, kl_coef=0.0,
                    baseline=True, beta=0.1, loss_kl_estimator="k2")
@@ -161,16 +112,3 @@ def test_k2_kl_in_the_loss_adds_exactly_beta_times_k2(tiny_model_dir, addition_d
 def test_invalid_configs_say_the_fix(fast_args, overrides, message):
     with pytest.raises(ValueError, match=__import__("re").escape(message)):
         ReinforcePlusPlusConfig(**fast_args(**overrides))
-
-
-@pytest.mark.e2e
-def test_reinforce_pp_learns_to_emit_sevens(tiny_model_dir, addition_dataset, fast_args):
-    def share_of_sevens(completions, **kwargs):
-        return [c.count("7") / max(len(c), 1) for c in completions]
-
-    trainer = make(tiny_model_dir, addition_dataset(64), fast_args, reward=share_of_sevens, max_steps=12,
-                   per_device_train_batch_size=16, learning_rate=3e-2, kl_coef=0.001)
-    trainer.train()
-    rewards = [row["reward"] for row in trainer.state.log_history if "reward" in row]
-    first, last = sum(rewards[:2]) / 2, sum(rewards[-3:]) / 3
-    assert first < 0.15 and last > first + 0.5, rewards

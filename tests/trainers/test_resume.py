@@ -61,10 +61,7 @@ CASES = {
 def make(name, tiny_model_dir, addition_dataset, fast_args, output_dir, **more):
     algo, reward, overrides = CASES[name]
     spec = get_algorithm(algo)
-    try:
-        config_cls, _ = spec.classes()
-    except ImportError as e:
-        pytest.skip(f"{algo} is not available: {e}")
+    config_cls, _ = spec.classes()
     args = config_cls(**fast_args(output_dir=str(output_dir), max_steps=4, save_strategy="steps", save_steps=2,
                                   temperature=1.0, **overrides, **more), **spec.defaults)
     kwargs = {"process_reward_funcs": [char_steps]} if algo == "ps_grpo" else {}
@@ -139,10 +136,7 @@ ADDED_STATE = {
 @pytest.mark.parametrize("algo", [a for a in ALGORITHMS if a != "grpo"])
 def test_every_attribute_trl_plus_adds_is_accounted_for(algo, tiny_model_dir, addition_dataset, fast_args):
     spec = get_algorithm(algo)
-    try:
-        config_cls, _ = spec.classes()
-    except ImportError as e:
-        pytest.skip(f"{algo} is not available: {e}")
+    config_cls, _ = spec.classes()
     kwargs = fast_args(**spec.defaults)
     reward = [] if algo == "ps_grpo" else char_sum
     trainer = build_trainer(algo, model=tiny_model_dir, reward_funcs=reward, args=config_cls(**kwargs),
