@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
+
+from trl_plus.errors import UserError
 
 COMMANDS = {
     "train": "trl_plus.commands.train",
@@ -18,10 +19,6 @@ COMMANDS = {
     "demo": "trl_plus.commands.demo",
     "tiny-model": "trl_plus.commands.tiny_model",
 }
-
-
-class UserError(Exception):
-    """An error caused by the user's input; the CLI prints its message alone and exits 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,14 +43,10 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # The product runs offline by default; users with internet can set HF_HUB_OFFLINE=0.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    from trl_plus.data import DataError
-
     try:
         return int(args.run(args) or 0)
-    except (UserError, DataError, FileNotFoundError) as e:
+    except (UserError, FileNotFoundError) as e:
         print(f"trl-plus {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -61,8 +54,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # `python -m trl_plus.cli` runs this file as `__main__`, a second copy of the module whose UserError
-    # is not the one the commands raise: call the real module's main.
-    from trl_plus.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

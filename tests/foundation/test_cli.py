@@ -101,3 +101,57 @@ def test_demo_end_to_end_at_reduced_budget(tmp_path):
     png = tmp_path / "demo" / "reward_curve.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "%|" in out.stderr  # progress bars
+
+
+def test_user_error_lives_in_its_own_module_and_python_m_reports_it():
+    from trl_plus.data import DataError
+    from trl_plus.errors import UserError
+
+    assert issubclass(DataError, UserError)
+    out = subprocess.run([sys.executable, "-m", "trl_plus.cli", "demo", "--rl-steps", "0"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 2 and out.stderr.strip() == "trl-plus demo: error: --rl-steps must be >= 1 (got 0)."
+
+
+def test_train_without_model_uses_the_cached_tiny_model_without_importing_the_demo(tmp_path, monkeypatch):
+    from trl_plus.commands.train import _parse, build
+
+    monkeypatch.setenv("TRL_PLUS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delitem(sys.modules, "trl_plus.demo", raising=False)
+    script, config, model_args = _parse("grpo", ["--num_samples", "4", "--output_dir", str(tmp_path / "o")])
+    trainer = build("grpo", script, config, model_args)
+    assert (tmp_path / "cache" / "tiny-seed42" / "model.safetensors").is_file()
+    assert trainer.model.num_parameters() < 2_000_000
+    assert "trl_plus.demo" not in sys.modules
+
+
+def test_cli_leaves_the_hub_settings_alone(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert main(["tiny-model", str(tmp_path / "m")]) == 0
+    assert "HF_HUB_OFFLINE" not in os.environ
+
+
+def test_hub_dataset_failure_names_what_works_anywhere(monkeypatch):
+    import datasets
+
+    from trl_plus.data import DataError, load_rows
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError) as e:
+        load_rows("gsm8k")
+    message = str(e.value)
+    assert ".jsonl" in message and "'question'" in message and "--dataset synthetic" in message
+    assert "shared" not in message and "seeds" not in message
+
+
+@pytest.mark.parametrize("argv", [["train"], ["train", "grpo"], ["eval"], ["demo"], ["tiny-model"]])
+def test_help_names_nothing_of_a_development_setup(argv, capsys):
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    out = capsys.readouterr().out
+    assert "shared/" not in out and "seeds" not in out

@@ -68,7 +68,7 @@ def test_recipe_keys_are_real_fields(algo):
 
 def test_unknown_recipe_key_is_rejected_by_the_parser(tmp_path):
     """TrlParser itself fails on a key that no dataclass has (so a typo in a recipe cannot pass silently)."""
-    from trl_plus.cli import UserError
+    from trl_plus.errors import UserError
     from trl_plus.commands.train import _parse
 
     bad = tmp_path / "bad.yaml"

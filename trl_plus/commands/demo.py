@@ -31,7 +31,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from trl_plus.cli import UserError
+    from trl_plus.errors import UserError
     from trl_plus.demo import DemoSettings, run_demo
 
     for name in ("rl_steps", "sft_max_steps", "n_test"):

@@ -27,8 +27,8 @@ def add_parser(sub):
     p.add_argument("checkpoint", help="model directory, PEFT adapter directory, or hub id (online)")
     p.add_argument("--tasks", default="gsm8k,gsm8k_reasoning",
                    help="comma-separated lm-eval task names (default: gsm8k,gsm8k_reasoning)")
-    p.add_argument("--data-dir", help="directory with GSM8K-schema train.jsonl and test.jsonl, used instead of "
-                   "the hub (e.g. ../shared/data/gsm8k)")
+    p.add_argument("--data-dir", help="directory with GSM8K-schema train.jsonl and test.jsonl (fields 'question' "
+                   "and 'answer'), used instead of the hub's openai/gsm8k: needed without internet")
     p.add_argument("--limit", type=_limit, help="examples per task; a fraction if below 1 (default: all)")
     p.add_argument("--num-fewshot", type=int, help="few-shot examples (default: each task's own; "
                    "gsm8k_reasoning is always zero-shot)")
@@ -53,7 +53,7 @@ def run(args) -> int:
     from lm_eval.utils import make_table
 
     from eval.harness import EvalInputError, evaluate
-    from trl_plus.cli import UserError
+    from trl_plus.errors import UserError
 
     batch_size = int(args.batch_size) if str(args.batch_size).isdigit() else args.batch_size
     try:

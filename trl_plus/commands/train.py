@@ -67,7 +67,7 @@ def _parse(algo_name: str, argv: list[str]):
     from trl import ModelConfig, TrlParser
 
     from trl_plus.algorithms import get_algorithm
-    from trl_plus.cli import UserError
+    from trl_plus.errors import UserError
 
     config_cls, _ = get_algorithm(algo_name).classes()
     parser = TrlParser(
@@ -123,7 +123,7 @@ def _underscored(arg: str) -> str:
 
 def _rewards(specs: list[str]):
     import reward_fns
-    from trl_plus.cli import UserError
+    from trl_plus.errors import UserError
 
     if not specs:
         return reward_fns.preset("gsm8k")
@@ -141,7 +141,7 @@ def _rewards(specs: list[str]):
 
 
 def _check_paths(script, config):
-    from trl_plus.cli import UserError
+    from trl_plus.errors import UserError
 
     model = script.model
     # "org/name" is a hub id; only something that looks like a filesystem path must exist here.
@@ -160,7 +160,7 @@ def _check_paths(script, config):
 
 
 def run(args) -> int:
-    from trl_plus.cli import UserError
+    from trl_plus.errors import UserError
 
     if args.help or args.algo is None:
         args._parser.print_help()
@@ -189,7 +189,7 @@ def run(args) -> int:
 def build(algo: str, script: TrainArguments, config, model_args):
     """Everything `train` does before `trainer.train()`: model, data, rewards, QLoRA."""
     from trl_plus.algorithms import build_trainer, get_algorithm
-    from trl_plus.cli import UserError
+    from trl_plus.errors import UserError
     from trl_plus.data import SYSTEM_PROMPT, load_rows, to_prompt_dataset
     from trl_plus.qlora import model_kwargs_and_peft
 
@@ -197,9 +197,9 @@ def build(algo: str, script: TrainArguments, config, model_args):
         setattr(config, key, value)
     model = script.model
     if model is None:
-        from trl_plus.demo import DemoSettings, tiny_model_path
+        from trl_plus.tiny import cached_tiny_model
 
-        model = str(tiny_model_path(DemoSettings(seed=config.seed)))
+        model = str(cached_tiny_model(seed=config.seed))
     model_args.model_name_or_path = model
     try:
         init_kwargs, peft_config = model_kwargs_and_peft(model_args)
