@@ -33,8 +33,10 @@ class TrainArguments:
     num_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     reward: list[str] = field(
         default_factory=list,
-        metadata={"help": "Reward function from the reward_fns registry, as NAME or NAME=WEIGHT; repeatable. "
-                          "Default: the 'gsm8k' preset (format + correctness)."},
+        metadata={"help": "A reward, repeatable (--reward A --reward B=2): NAME[=WEIGHT][:PARAM=VALUE...] with NAME "
+                          "a registered reward, MODULE:FUNCTION, MODULE.FUNCTION or FILE.py:FUNCTION; PARAM=VALUE "
+                          "pairs build it from its factory (length_penalty=0.5:max_length=200). Default: the "
+                          "'gsm8k' preset (format + correctness)."},
     )
     conversational: bool = field(
         default=True, metadata={"help": "Chat-format prompts with the answer-format system prompt."}
@@ -75,7 +77,7 @@ def _parse(algo_name: str, argv: list[str]):
         epilog="--config FILE.yaml sets any of these options from a YAML file; command-line values win.",
     )
     # Users type both styles; HfArgumentParser only knows the underscore form of some fields.
-    argv = [_underscored(a) for a in argv]
+    argv = _merge_repeated([_underscored(a) for a in argv], "--reward")
     import torch
 
     if not torch.cuda.is_available() and not any(a.split("=")[0] in ("--bf16", "--fp16") for a in argv):
@@ -121,23 +123,43 @@ def _underscored(arg: str) -> str:
     return "--" + name[2:].replace("-", "_") + eq + value
 
 
-def _rewards(specs: list[str]):
+def _rewards(specs: list):
     import reward_fns
     from trl_plus.errors import UserError
 
     if not specs:
-        return reward_fns.preset("gsm8k")
-    funcs, weights = [], []
-    for spec in specs:
-        name, _, weight = spec.partition("=")
+        funcs, weights = reward_fns.preset("gsm8k")
+    else:
         try:
-            funcs.append(reward_fns.get(name))
-            weights.append(float(weight) if weight else 1.0)
-        except KeyError as e:
-            raise UserError(str(e.args[0])) from None
-        except ValueError:
-            raise UserError(f"--reward {spec!r}: the weight must be a number, as in --reward {name}=0.5.") from None
-    return funcs, weights
+            funcs, weights = map(list, zip(*(reward_fns.from_spec(spec) for spec in specs)))
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    # A reward that never varies trains nothing; say so instead of training on it silently.
+    return [reward_fns.watch_constant(f) for f in funcs], weights
+
+
+def _merge_repeated(argv: list[str], option: str) -> list[str]:
+    """`--reward a --reward b` -> `--reward a b`: argparse keeps only the last of a repeated nargs='+' option."""
+    values, out, first, i = [], [], None, 0
+    while i < len(argv):
+        name, eq, value = argv[i].partition("=")
+        if name != option:
+            out.append(argv[i])
+            i += 1
+            continue
+        if first is None:
+            first = len(out)
+        if eq:
+            values.append(value)
+            i += 1
+            continue
+        i += 1
+        while i < len(argv) and not argv[i].startswith("--"):
+            values.append(argv[i])
+            i += 1
+    if first is not None:
+        out[first:first] = [option, *values]
+    return out
 
 
 def _check_paths(script, config):
@@ -195,6 +217,7 @@ def build(algo: str, script: TrainArguments, config, model_args):
 
     for key, value in get_algorithm(algo).defaults.items():
         setattr(config, key, value)
+    funcs, weights = _rewards(script.reward)  # before any model is loaded: a misspelt name fails at once
     model = script.model
     if model is None:
         from trl_plus.tiny import cached_tiny_model
@@ -209,7 +232,6 @@ def build(algo: str, script: TrainArguments, config, model_args):
     rows = load_rows(script.dataset, split="train", n=script.num_samples, seed=config.seed,
                      difficulty=script.difficulty)
     dataset = to_prompt_dataset(rows, SYSTEM_PROMPT, conversational=script.conversational)
-    funcs, weights = _rewards(script.reward)
     if config.reward_weights is None:
         config.reward_weights = weights
     from trl_plus.checks import check_trainer
