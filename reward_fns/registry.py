@@ -103,8 +103,8 @@ def _entry(name: str) -> Entry:
         return _REGISTRY[name]
     except (KeyError, TypeError):
         close = difflib.get_close_matches(name, names(), n=3) if isinstance(name, str) else []
-        hint = f" Did you mean {' or '.join(close)}?" if close else ""
-        raise KeyError(f"unknown reward {short_repr(name)}.{hint} Valid names: {', '.join(names())}") from None
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise KeyError(f"unknown reward {short_repr(name)}{hint}; valid names: {', '.join(names())}") from None
 
 
 def get(name: str, **params) -> Callable:
@@ -186,8 +186,8 @@ def _build(target: str, weight, params: dict, spec) -> tuple[Callable, float]:
     try:
         weight = float(weight)
     except (TypeError, ValueError):
-        raise ValueError(f"reward {short_repr(spec)}: the weight {short_repr(weight)} must be a number, as in "
-                         f"{target}=0.5.") from None
+        raise ValueError(f"reward {short_repr(spec)}: the weight must be a number, as in --reward {target}=0.5 "
+                         f"(got {short_repr(weight)}).") from None
     try:
         if target in _REGISTRY:
             return get(target, **params), weight

@@ -82,7 +82,7 @@ def generate_problems(n: int, seed: int = 0, difficulty: int = 1) -> list[dict]:
     return [make(rng) for _ in range(n)]
 
 
-GSM8K_SCHEMA = ("one JSON object per line with string fields 'question' and 'answer', the answer ending in "
+GSM8K_SCHEMA = ("one object per line with string fields 'question' and 'answer', the answer ending in "
                 "'#### <number>'")
 DATASET_CHOICES = ("'synthetic' (generated problems, offline), 'gsm8k' (openai/gsm8k from the Hugging Face Hub) or "
                    "the path of a local GSM8K-schema .jsonl or .json file")
@@ -92,8 +92,8 @@ def read_jsonl(path: str | Path) -> list[dict]:
     """Read a GSM8K-schema JSON-lines file (or a .json file holding one list of rows), with one-line errors."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"Data file {path} not found: pass an existing file ({GSM8K_SCHEMA}), or use "
-                        f"--dataset synthetic.")
+        raise DataError(f"Data file {path} does not exist (not found): pass an existing .jsonl file ({GSM8K_SCHEMA}) "
+                        "or .json file, or use --dataset synthetic.")
     text = path.read_text(encoding="utf-8")
     if text.lstrip().startswith("["):  # a .json file holding one list of rows
         try:

@@ -50,7 +50,7 @@ def test_usage_errors_are_one_line_with_the_fix(argv, message, capsys):
         (["train", "ppo2"], "Unknown algorithm 'ppo2'"),
         (["train", "grpo", "--model", "/no/such/model"], "model directory /no/such/model does not exist"),
         (["train", "grpo", "--reward", "gsm8k_corectness"], "gsm8k_correctness"),
-        (["train", "grpo", "--dataset", "/no/such.jsonl"], "does not exist"),
+        (["train", "grpo", "--dataset", "/no/such.jsonl"], "/no/such.jsonl does not exist"),
         (["train", "dapo", "--epsilon_high", "0.1"], "epsilon_high"),
     ],
     ids=["unknown-algo", "missing-model-dir", "misspelt-reward", "missing-data-file", "bad-config-value"],
@@ -110,7 +110,7 @@ def test_user_error_lives_in_its_own_module_and_python_m_reports_it():
     assert issubclass(DataError, UserError)
     out = subprocess.run([sys.executable, "-m", "trl_plus.cli", "demo", "--rl-steps", "0"],
                          capture_output=True, text=True, timeout=120, check=False)
-    assert out.returncode == 2 and out.stderr.strip() == "trl-plus demo: error: --rl-steps must be >= 1 (got 0)."
+    assert out.returncode == 2 and out.stderr.strip() == "trl-plus demo: error: --rl_steps must be >= 1 (got 0)."
 
 
 def test_train_without_model_uses_the_cached_tiny_model_without_importing_the_demo(tmp_path, monkeypatch):

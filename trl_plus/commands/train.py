@@ -8,14 +8,14 @@ of them; command-line values win. Dashes and underscores are both accepted.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 
 from trl_plus.algorithms import ALGORITHMS
+from trl_plus.cli import suggest
+from trl_plus.errors import UserError
 
 
 @dataclass
@@ -26,8 +26,9 @@ class TrainArguments:
     )
     dataset: str = field(
         default="synthetic",
-        metadata={"help": "'synthetic' (generated GSM8K-style problems), 'gsm8k' (openai/gsm8k, needs internet) "
-                          "or a local GSM8K-schema .jsonl path."},
+        metadata={"help": "'synthetic' (generated GSM8K-style problems, offline), 'gsm8k' (openai/gsm8k, needs "
+                          "internet) or a local GSM8K-schema file: .jsonl (one {\"question\", \"answer\"} object "
+                          "per line, the answer ending in '#### N') or .json."},
     )
     difficulty: int = field(default=1, metadata={"help": "Difficulty of synthetic problems (1 = 2-digit addition)."})
     num_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
@@ -52,68 +53,234 @@ def add_parser(sub):
     p = sub.add_parser(
         "train",
         help="train with an algorithm: " + ", ".join(ALGORITHMS),
-        description=f"Train with ALGO (one of: {', '.join(ALGORITHMS)}). Run 'trl-plus train ALGO --help' for "
-        "every option of that algorithm: --model, --dataset, --reward NAME[=W], --max_steps, --output_dir, "
-        "--save_steps, --resume_from_checkpoint, --config FILE.yaml, --report_json, QLoRA (--load_in_4bit "
-        "--use_peft --lora_r ...), and all fields of the algorithm's config.",
-        add_help=False,
+        description=f"Train with ALGO (one of: {', '.join(ALGORITHMS)}).",
+        add_help=False,  # `train [ALGO] --help` is ours: grouped and fast (see train_help.py)
     )
-    p.add_argument("-h", "--help", action="store_true", help="show this help; 'train ALGO --help' shows all options")
-    p.add_argument("algo", nargs="?", help="algorithm name")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="options, parsed by TRL's TrlParser")
-    p.set_defaults(run=run, _parser=p)
+    p.set_defaults(run=run, takes_extra=True)
     return p
 
 
-def _parse(algo_name: str, argv: list[str]):
+def _split_algo(tokens: list[str]) -> tuple[str | None, list[str]]:
+    """ALGO from the first word or from `--algo X` anywhere (the README's tables call it --algo)."""
+    algo, rest, i = None, [], 0
+    while i < len(tokens):
+        name, eq, value = tokens[i].partition("=")
+        if name == "--algo":
+            if not eq and i + 1 >= len(tokens):
+                raise UserError(f"--algo needs a value, one of: {', '.join(ALGORITHMS)}.")
+            value = value if eq else tokens[i + 1]
+            if algo is not None and algo != value:
+                raise UserError(f"two algorithms given ({algo} and {value}): pass one, as in 'trl-plus train {value}'.")
+            algo, i = value, i + (1 if eq else 2)
+            continue
+        if i == 0 and not tokens[0].startswith("-"):
+            algo = tokens[0]
+        else:
+            rest.append(tokens[i])
+        i += 1
+    return algo, rest
+
+
+def run(args) -> int:
+    from trl_plus.commands.train_help import help_text
+
+    algo, rest = _split_algo(args.extra)
+    if algo is not None:
+        algo = _algorithm(algo)
+    wants_help = any(a in ("-h", "--help") for a in rest)
+    if "--help_all" in rest or "--help-all" in rest:
+        if algo is None:
+            raise UserError(f"--help_all lists one algorithm's options: 'trl-plus train ALGO --help_all' with ALGO "
+                            f"one of {', '.join(ALGORITHMS)}.")
+        _full_parser(algo).print_help()
+        raise SystemExit(0)
+    if wants_help or not args.extra:
+        print(help_text(algo), end="")
+        if wants_help:
+            raise SystemExit(0)
+        return 0  # `trl-plus train` alone: the help is the answer
+    if algo is None:
+        raise UserError(f"no algorithm given: name it first, as in 'trl-plus train grpo {' '.join(rest[:2])}' "
+                        f"(one of: {', '.join(ALGORITHMS)}).")
+    script, config, model_args = _parse(algo, rest)
+    _check_paths(script, config)
+    start = time.perf_counter()
+    trainer = build(algo, script, config, model_args)
+    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    trainer.save_model(config.output_dir)
+    report = summarise(algo, trainer, time.perf_counter() - start)
+    if script.report_json:
+        with open(script.report_json, "w") as f:
+            json.dump(report, f, indent=2)
+    if trainer.accelerator.is_main_process:
+        print(final_lines(report, trainer, config.output_dir, script))
+    return 0
+
+
+def _algorithm(name: str) -> str:
+    from trl_plus.algorithms import get_algorithm
+
+    try:
+        return get_algorithm(name).name
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def _full_parser(algo: str):
     from trl import ModelConfig, TrlParser
 
     from trl_plus.algorithms import get_algorithm
-    from trl_plus.errors import UserError
 
-    config_cls, _ = get_algorithm(algo_name).classes()
+    config_cls, _ = get_algorithm(algo).classes()
     parser = TrlParser(
-        (TrainArguments, config_cls, ModelConfig), prog=f"trl-plus train {algo_name}",
+        (TrainArguments, config_cls, ModelConfig), prog=f"trl-plus train {algo}",
         epilog="--config FILE.yaml sets any of these options from a YAML file; command-line values win.",
     )
-    # Users type both styles; HfArgumentParser only knows the underscore form of some fields.
+    for action in parser._actions:  # HfArgumentParser gives --no_X the help text of --X
+        if "--no_conversational" in action.option_strings:
+            action.help = "Plain-text prompts: the system prompt and the question as one string, no chat template."
+    return parser
+
+
+def _parse(algo_name: str, argv: list[str]):
+    quiet_known_noise()
+    algo_name = _algorithm(algo_name)
+    parser = _full_parser(algo_name)
+    # One flag convention: snake_case as in TRL, kebab accepted; `--reward a --reward b` accumulates.
     argv = _merge_repeated([_underscored(a) for a in argv], "--reward")
+    argv, config_file = _pop_config(argv)
+    valid = {o for o in parser._option_string_actions if o.startswith("--")}
+    for arg in argv:
+        name = arg.split("=")[0]
+        if name == "--max_prompt_length":
+            raise UserError("--max_prompt_length: TRL 1.16 has no max_prompt_length and never truncates prompts: "
+                            "shorten or filter long prompts in the data (trl-plus warns when a prompt plus "
+                            "max_completion_length exceeds the model's context).")
+        if arg.startswith("--") and name not in valid:
+            raise UserError(f"unknown option {name}{suggest(name, valid)}; run 'trl-plus train {algo_name} --help' "
+                            "for the common options, or --help_all for all of them.")
+    yaml_keys = set(_apply_yaml(parser, config_file, valid, algo_name)) if config_file else set()
+    cli_keys = {a.split("=")[0][2:] for a in argv if a.startswith("--")}
     import torch
 
-    if not torch.cuda.is_available() and not any(a.split("=")[0] in ("--bf16", "--fp16") for a in argv):
-        argv = ["--bf16", "False", *argv]  # TRL defaults to bf16, which CPU-only training rejects
+    if not torch.cuda.is_available():
+        # TRL defaults to bf16, which CPU-only training rejects (recipes ask for it for their GPU), and to pinned
+        # memory, which warns on CPU. Only the command line overrides this.
+        for option in ("bf16", "dataloader_pin_memory"):
+            if option not in cli_keys and not (option == "bf16" and "fp16" in cli_keys):
+                argv = [f"--{option}", "False", *argv]
 
     def fail(message):  # argparse's own message (bad value, missing value) as one line, without the usage dump
         raise UserError(f"{message}; run 'trl-plus train {algo_name} --help' for the valid options.")
 
     parser.error = fail
     try:
-        parsed = parser.parse_args_and_config(args=argv)
+        parsed = parser.parse_args_into_dataclasses(args=argv)
     except UserError:
         raise
     except SystemExit as e:
         if e.code not in (0, None):
             raise UserError(f"bad options for '{algo_name}'; run 'trl-plus train {algo_name} --help'.") from None
         raise
-    except Exception as e:  # noqa: BLE001 - malformed YAML, impossible config values (__post_init__ messages)
-        message = f"{type(e).__name__}: {e}".replace("\n", " ")
-        if type(e).__module__.startswith("yaml"):
-            message = (f"the --config file is not valid YAML ({message}); fix the syntax: one 'option: value' per "
-                       "line, as in the examples/ recipes.")
-        if "not used by the HfArgumentParser" in message or "Unknown arguments from config file" in message:
-            message += f" Run 'trl-plus train {algo_name} --help' for the valid options."
-        if "max_prompt_length" in message:
-            message += (" TRL 1.16 has no max_prompt_length and never truncates prompts: shorten or filter long "
-                        "prompts in the data (trl-plus warns when a prompt plus max_completion_length exceeds the "
-                        "model's context).")
-        raise UserError(message) from None
+    except Exception as e:  # noqa: BLE001 - impossible config values (__post_init__ messages)
+        raise UserError(_explain(e, algo_name, argv, parser)) from None
     from trl_plus.checks import check_config
 
     try:
         check_config(parsed[1])
     except ValueError as e:
         raise UserError(str(e)) from None
+    script, config, _ = parsed
+    # A recipe's output_dir names the recipe's model: with another --model, name the run after that one.
+    if "output_dir" not in cli_keys and ("output_dir" not in yaml_keys or "model" in cli_keys):
+        config.output_dir = default_output_dir(algo_name, script.model)
     return parsed
+
+
+def default_output_dir(algo: str, model: str | None) -> str:
+    """`runs/ALGO-MODEL`, named after the model actually trained (the tiny model when none is given)."""
+    name = os.path.basename(os.path.normpath(os.path.expanduser(model))) if model else "tiny"
+    return os.path.join("runs", f"{algo}-{name.lower()}")
+
+
+def _pop_config(argv: list[str]) -> tuple[list[str], str | None]:
+    out, path, i = [], None, 0
+    while i < len(argv):
+        name, eq, value = argv[i].partition("=")
+        if name == "--config":
+            if not eq and i + 1 >= len(argv):
+                raise UserError("--config needs a YAML file path, as in --config examples/recipes/grpo.yaml.")
+            path, i = (value, i + 1) if eq else (argv[i + 1], i + 2)
+            continue
+        out.append(argv[i])
+        i += 1
+    return out, path
+
+
+def _apply_yaml(parser, path: str, valid: set[str], algo: str) -> list[str]:
+    """Set the YAML file's values as the parser's defaults (command-line values win); keys may use dashes."""
+    import yaml
+
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as f:
+            config = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise UserError(f"--config file {path} not found: pass an existing YAML file, e.g. from examples/recipes/."
+                        ) from None
+    except yaml.YAMLError as e:
+        message = str(e).replace("\n", " ")
+        raise UserError(f"the --config file is not valid YAML ({message}); fix the syntax: one 'option: value' per "
+                        "line, as in the examples/ recipes.") from None
+    if not isinstance(config, dict):
+        raise UserError(f"--config {path} must contain a YAML mapping: 'option: value' lines, as in examples/recipes/.")
+    config = {str(k).replace("-", "_"): v for k, v in config.items()}
+    for key, value in (config.pop("env", None) or {}).items():  # TrlParser's `env:` mapping, kept
+        os.environ[str(key)] = str(value)
+    for key in config:
+        if f"--{key}" not in valid:
+            raise UserError(f"unknown key {key!r} in {path}{suggest(key, valid)}; run 'trl-plus train {algo} "
+                            "--help_all' for every valid option.")
+    parser.set_defaults_with_config(**config)
+    return list(config)
+
+
+def _explain(e: Exception, algo: str, argv: list[str], parser) -> str:
+    """A config's __post_init__ error, with the flags to change where trl-plus knows them."""
+    import re
+
+    message = f"{type(e).__name__}: {e}".replace("\n", " ")
+    match = re.search(r"generation_batch_size \((\d+)\) must be divisible by num_generations \((\d+)\)", message)
+    if match:
+        return batch_message(int(match[1]), int(match[2]), _value(parser, argv, "per_device_train_batch_size"),
+                             _value(parser, argv, "gradient_accumulation_steps"))
+    if "max_prompt_length" in message:
+        message += (" TRL 1.16 has no max_prompt_length and never truncates prompts: shorten or filter long "
+                    "prompts in the data (trl-plus warns when a prompt plus max_completion_length exceeds the "
+                    "model's context).")
+    return message
+
+
+def _value(parser, argv: list[str], name: str) -> int:
+    for i, a in enumerate(argv):
+        if a.split("=")[0] == f"--{name}":
+            return int(a.split("=", 1)[1] if "=" in a else argv[i + 1])
+    return int(parser._option_string_actions[f"--{name}"].default)
+
+
+def batch_message(generation: int, groups: int, per_device: int, accumulation: int) -> str:
+    """Which flags make the generation batch a whole number of prompt groups, nearest first."""
+    processes = max(1, generation // max(1, per_device * accumulation))
+    step = groups // __import__("math").gcd(groups, accumulation * processes)
+    lower, upper = (per_device // step) * step, (per_device // step + 1) * step
+    sizes = " or ".join(str(v) for v in (lower, upper) if v >= 1)
+    divisors = [d for d in range(2, generation + 1) if generation % d == 0]
+    near = sorted(divisors, key=lambda d: (abs(d - groups), d))[:2]
+    fix_g = f", or --num_generations {' or '.join(map(str, sorted(near)))}" if near else ""
+    return (f"each generation batch must hold whole groups of --num_generations {groups} completions, but "
+            f"--per_device_train_batch_size {per_device} x --gradient_accumulation_steps {accumulation}"
+            + (f" x {processes} processes" if processes > 1 else "") + f" = {generation} completions is not a "
+            f"multiple of {groups}: use --per_device_train_batch_size {sizes}{fix_g}. (TRL: generation_batch_size "
+            f"({generation}) must be divisible by num_generations ({groups}).)")
 
 
 def _underscored(arg: str) -> str:
@@ -125,8 +292,6 @@ def _underscored(arg: str) -> str:
 
 def _rewards(specs: list):
     import reward_fns
-    from trl_plus.errors import UserError
-
     if not specs:
         funcs, weights = reward_fns.preset("gsm8k")
     else:
@@ -163,8 +328,6 @@ def _merge_repeated(argv: list[str], option: str) -> list[str]:
 
 
 def _check_paths(script, config):
-    from trl_plus.errors import UserError
-
     model = script.model
     # "org/name" is a hub id; only something that looks like a filesystem path must exist here.
     if model and model.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(model)):
@@ -181,37 +344,9 @@ def _check_paths(script, config):
                         "an earlier run's --output_dir.")
 
 
-def run(args) -> int:
-    from trl_plus.errors import UserError
-
-    if args.help or args.algo is None:
-        args._parser.print_help()
-        args._parser.exit(0 if args.help else 2)
-    if args.algo.replace("-", "_") not in ALGORITHMS:
-        from trl_plus.algorithms import get_algorithm
-
-        try:
-            get_algorithm(args.algo)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-    script, config, model_args = _parse(args.algo, args.rest)
-    _check_paths(script, config)
-    start = time.perf_counter()
-    trainer = build(args.algo, script, config, model_args)
-    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
-    trainer.save_model(config.output_dir)
-    report = summarise(args.algo, trainer, time.perf_counter() - start)
-    print(json.dumps(report), file=sys.stderr)
-    if script.report_json:
-        with open(script.report_json, "w") as f:
-            json.dump(report, f, indent=2)
-    return 0
-
-
 def build(algo: str, script: TrainArguments, config, model_args):
     """Everything `train` does before `trainer.train()`: model, data, rewards, QLoRA."""
     from trl_plus.algorithms import build_trainer, get_algorithm
-    from trl_plus.errors import UserError
     from trl_plus.data import SYSTEM_PROMPT, load_rows, to_prompt_dataset
     from trl_plus.qlora import model_kwargs_and_peft
 
@@ -259,3 +394,27 @@ def summarise(algo: str, trainer, seconds: float) -> dict:
         "reward_last": mean(rewards[-quarter:]),
         "seconds": round(seconds, 1),
     }
+
+
+def final_lines(report: dict, trainer, output_dir: str, script: TrainArguments) -> str:
+    """What a run ends with: the result in a few readable lines, where the model is, how to evaluate it."""
+    fmt = lambda x: "n/a" if x is None else f"{x:.3f}"
+    lines = [f"trained {report['algo']} for {report['steps']} steps in {report['seconds']} s"]
+    if report["reward_first"] is not None:
+        lines.append(f"  mean reward  {fmt(report['reward_first'])} -> {fmt(report['reward_last'])}  "
+                     "(first -> last quarter of the logged steps)")
+    last = next((row for row in reversed(trainer.state.log_history) if "reward" in row), {})
+    for key in sorted(k for k in last if k.startswith("rewards/") and k.endswith("/mean")):
+        lines.append(f"  {key[len('rewards/'):-len('/mean')]:<24} {fmt(last[key])}  (last logged step)")
+    data = "" if script.dataset in ("gsm8k", "openai/gsm8k") else " --data_dir DIR_WITH_TRAIN_AND_TEST_JSONL"
+    lines += [f"saved the model to {output_dir}",
+              f"evaluate it: trl-plus eval {output_dir} --tasks gsm8k,gsm8k_reasoning --limit 100{data}"]
+    return "\n".join(lines)
+
+
+def quiet_known_noise() -> None:
+    """Silence warnings a user cannot act on, caused by TRL 1.16 on transformers 5 (not by their settings)."""
+    import warnings
+
+    # TRL still reads and sets `gradient_checkpointing*`, which transformers 5 renamed `activation_checkpointing*`.
+    warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated", category=FutureWarning)
