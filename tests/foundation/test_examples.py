@@ -4,7 +4,8 @@ Every recipe is parsed by the real `trl-plus train` parser (TRL's `TrlParser`), 
 dataclasses, every key is a real field, every value line names its source, and the parsed config builds its
 trainer on the tiny offline model. Three Python examples (reinforce_pp, dapo, ps_grpo: a (B, T)-advantage
 trainer, the one with its own sampling loop, and the one with process rewards) run end to end with
---offline-smoke; the other five share their code path line for line and are covered by the recipe tests.
+--offline_smoke and must take a real gradient step; the other five share their code path line for line and
+are covered by the recipe tests.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from trl_plus.algorithms import ALGORITHMS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RECIPES = EXAMPLES / "recipes"
-GSM8K_TRAIN = EXAMPLES.parents[1] / "shared" / "data" / "gsm8k" / "train.jsonl"
+# Two GSM8K-style rows with worked lines and calculator annotations, for `--data FILE.jsonl`.
+GSM8K_ROWS = [
+    {"question": "Tom has 3 boxes of 12 pencils and gives away 5 pencils. How many pencils are left?",
+     "answer": "He has 3*12=<<3*12=36>>36 pencils.\nAfter giving 5 away, 36-5=<<36-5=31>>31 are left.\n#### 31"},
+    {"question": "A shop sells 7 cakes a day for 4 days. How many cakes does it sell?",
+     "answer": "It sells 7*4=<<7*4=28>>28 cakes.\n#### 28"},
+]
 SOURCES = ("seed", "notebook", "paper", "ALGORITHMS.md", "TRL default", "our choice", "OpenRLHF", "DeepSeekMath")
 
 
@@ -43,7 +50,7 @@ def test_every_algorithm_has_a_recipe_and_an_example():
         source = (EXAMPLES / f"{algo}.py").read_text()
         doc = source.split('"""')[1]
         assert "huggingface.co/papers/" in doc and "internet" in doc, f"{algo}.py: docstring must cite the paper"
-        assert "--offline-smoke" in source and f"examples/recipes/{algo}.yaml" in doc
+        assert "--offline_smoke" in source and f"examples/recipes/{algo}.yaml" in doc
 
 
 @pytest.mark.parametrize("algo", list(ALGORITHMS))
@@ -143,19 +150,29 @@ SMOKE = {
 
 
 @pytest.mark.e2e
-@pytest.mark.filterwarnings("ignore:DAPO dynamic sampling hit max_num_gen_batches")  # a random tiny model
 @pytest.mark.parametrize("algo", list(SMOKE))
-def test_example_offline_smoke(algo, tmp_path, monkeypatch):
+def test_example_offline_smoke_takes_a_real_step(algo, tmp_path, monkeypatch):
+    import json
+
+    import torch
+
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the example's temp model and output dirs
-    argv = ["--offline-smoke"]
+    argv = ["--offline_smoke"]
     if algo == "dapo":  # the environment variable works as well as the flag
         monkeypatch.setenv("TRL_PLUS_OFFLINE_SMOKE", "1")
         argv = []
-    if algo == "ps_grpo" and GSM8K_TRAIN.is_file():  # --data FILE.jsonl: real GSM8K questions and answers
-        argv += ["--data", str(GSM8K_TRAIN)]
+    if algo == "ps_grpo":  # --data FILE.jsonl: GSM8K-style questions and worked answers
+        data = tmp_path / "gsm8k.jsonl"
+        data.write_text("\n".join(json.dumps(r) for r in GSM8K_ROWS * 4))
+        argv += ["--data", str(data)]
     monkeypatch.syspath_prepend(str(EXAMPLES))  # as `python examples/x.py` does, for `from common import ...`
     trainer = runpy.run_path(str(EXAMPLES / f"{algo}.py"), run_name="example")["main"](argv)
     assert trainer.state.global_step == 1
     logs = [row for row in trainer.state.log_history if "loss" in row]
     assert logs and math.isfinite(logs[-1]["loss"]) and SMOKE[algo] in logs[-1]
+    assert logs[-1]["grad_norm"] > 0  # the rewards differed within a group, so the step had a gradient
+    lora_b = [p for n, p in trainer.model.named_parameters() if "lora_B" in n]
+    assert lora_b and any(torch.count_nonzero(p) > 0 for p in lora_b)  # LoRA B starts at zero
+    if algo == "dapo":
+        assert logs[-1]["dapo/gen_rounds"] == 1  # the first round kept enough groups
     assert (Path(trainer.args.output_dir) / "adapter_config.json").is_file()
