@@ -143,7 +143,7 @@ def load_rows(source: str = "synthetic", split: str = "train", n: int | None = N
     """Load GSM8K-schema rows from `synthetic` (the generator), `gsm8k` (the hub's
     `openai/gsm8k`, needs internet) or a local `.jsonl` / `.json` path."""
     if source == "synthetic":
-        # Different seeds per split keep held-out problems apart from training ones.
+        # A different seed offset per split keeps held-out problems apart from training ones.
         offset = {"train": 0, "test": 1_000_003, "dev": 2_000_003}.get(split, 3_000_003)
         return generate_problems(n if n is not None else 2000, seed=seed + offset, difficulty=difficulty)
     if source in ("gsm8k", "openai/gsm8k"):

@@ -103,7 +103,7 @@ def test_recipe_parses_through_the_cli_and_round_trips(algo):
             continue
         obj = next(o for o in (script, config, model_args) if hasattr(o, key))
         assert _plain(getattr(obj, key)) == value, f"{algo}.yaml: {key}"
-    # The seeds' setting, spelled out for the values that matter most.
+    # The published LoRA setting, spelled out for the values that matter most.
     assert model_args.use_peft and model_args.lora_r == 8 and model_args.lora_alpha == 16
     assert model_args.lora_target_modules == ["q_proj", "k_proj", "v_proj"]
     assert script.dataset == "gsm8k" and script.model.startswith("Qwen/Qwen2.5-")
