@@ -103,8 +103,8 @@ def _entry(name: str) -> Entry:
         return _REGISTRY[name]
     except (KeyError, TypeError):
         close = difflib.get_close_matches(name, names(), n=3) if isinstance(name, str) else []
-        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-        raise KeyError(f"unknown reward {short_repr(name)}{hint}; valid names: {', '.join(names())}") from None
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise KeyError(f"unknown reward {short_repr(name)}; valid names: {', '.join(names())}.{hint}") from None
 
 
 def get(name: str, **params) -> Callable:

@@ -12,7 +12,8 @@ import warnings
 import pytest
 
 from trl_plus.cli import build_parser, main
-from trl_plus.commands.train import _parse, _split_algo, batch_message, default_output_dir
+from trl_plus.commands.train import _parse, _split_algo
+from trl_plus.commands.train_options import batch_message, default_output_dir
 from trl_plus.errors import UserError
 
 

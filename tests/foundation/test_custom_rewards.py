@@ -77,7 +77,7 @@ def test_reward_specs_load_user_code_and_factory_parameters(user_module, spec, s
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("gsm8k_corectness", "did you mean gsm8k_correctness"),
+        ("gsm8k_corectness", "Did you mean gsm8k_correctness"),
         ("no_such_module:f", "cannot be imported"),
         ("my_rewards:nope", "has no function 'nope'"),
         ("missing.py:f", "does not exist"),

@@ -2,8 +2,8 @@
 
 Offline, only the model and the data are swapped (the tiny model for hub ids, a local GSM8K-schema file for
 openai/gsm8k), plus, for commands that would train for minutes, a budget appended after them (command-line
-values later on the line win): 1 step of 4 completions of at most 8 tokens (96 and float32 weights for a GPU
-recipe). The "Swap a trainer in" snippet needs trl-plus configs to default bf16 to what the machine supports.
+values later on the line win): 1 step of 4 completions of at most 8 tokens (96 tokens, float32 weights and one
+generation round for a GPU recipe). The "Swap a trainer in" snippet needs trl-plus configs to default bf16 to what the machine supports.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def run_cli(argv: list[str], tiny_model_dir: str, budget: bool = True) -> None:
     if argv[0] == "train":
         argv += BUDGET
     if "--config" in argv:  # a GPU recipe: float32 weights on the CPU, room for its overlong buffer of 80 tokens
-        argv += ["--dtype", "float32", "--max_completion_length", "96", "--dataset", "my_gsm8k.jsonl"]
+        argv += ["--dtype", "float32", "--max_completion_length", "96", "--dataset", "my_gsm8k.jsonl",
+                 "--max_num_gen_batches", "1"]
     assert main(argv) == 0, argv
 
 
