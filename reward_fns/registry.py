@@ -151,7 +151,8 @@ def from_spec(spec) -> tuple[Callable, float]:
         spec = dict(spec)
         target = spec.pop("name", None)
         if not isinstance(target, str):
-            raise ValueError(f"reward {short_repr(spec)} needs a 'name' key; a reward is {SPEC_HELP}.")
+            raise ValueError(  # noqa: TRY004 - every bad spec is a ValueError, which the CLI reports in one line
+                f"reward {short_repr(spec)} needs a 'name' key; a reward is {SPEC_HELP}.")
         return _build(target, spec.pop("weight", 1.0), spec, spec)
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"reward {short_repr(spec)}: a reward is {SPEC_HELP}.")

@@ -182,6 +182,7 @@ def test_a_reward_constant_for_many_batches_is_reported_once(batches, warns):
 def test_the_list_length_trap_is_reported():
     """The issue's `1 / (1 + len(c))` on conversational completions measures the message list: constant."""
     trap = reward_fns.watch_constant(lambda prompts, completions, **kw: [1 / (1 + len(c)) for c in completions])
+    for _ in range(reward_fns.base.CONSTANT_PATIENCE - 1):
+        assert trap(prompts=None, completions=CHAT) == [0.5, 0.5]
     with pytest.warns(reward_fns.ConstantRewardWarning):
-        for _ in range(reward_fns.base.CONSTANT_PATIENCE):
-            assert trap(prompts=None, completions=CHAT) == [0.5, 0.5]
+        trap(prompts=None, completions=CHAT)

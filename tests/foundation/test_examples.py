@@ -74,9 +74,9 @@ def test_recipe_keys_are_real_fields(algo):
 
 
 def test_unknown_recipe_key_is_rejected_by_the_parser(tmp_path):
-    """TrlParser itself fails on a key that no dataclass has (so a typo in a recipe cannot pass silently)."""
-    from trl_plus.errors import UserError
+    """A key that no dataclass has fails, with the nearest valid one (so a typo in a recipe cannot pass silently)."""
     from trl_plus.commands.train import _parse
+    from trl_plus.errors import UserError
 
     bad = tmp_path / "bad.yaml"
     bad.write_text((RECIPES / "grpo.yaml").read_text() + "\nnum_generation: 8\n")

@@ -28,13 +28,13 @@ BUDGET = ["--max_steps", "1", "--per_device_train_batch_size", "4", "--num_gener
 
 
 def section(title: str) -> str:
-    match = re.search(rf"^##+ {re.escape(title)}.*?$(.*?)(?=^## )", README, re.S | re.M)
+    match = re.search(rf"^##+ {re.escape(title)}.*?$(.*?)(?=^## )", README, re.DOTALL | re.MULTILINE)
     assert match, f"README has no section {title!r}"
     return match[1]
 
 
 def blocks(text: str, lang: str) -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", text, re.S)
+    return re.findall(rf"```{lang}\n(.*?)```", text, re.DOTALL)
 
 
 def commands(block: str) -> list[list[str]]:

@@ -31,8 +31,8 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from trl_plus.errors import UserError
     from trl_plus.demo import DemoSettings, run_demo
+    from trl_plus.errors import UserError
 
     for name in ("rl_steps", "sft_max_steps", "n_test"):
         if getattr(args, name) < 1:

@@ -19,8 +19,9 @@ from trl_plus.algorithms import ALGORITHMS, get_algorithm
 COMMON = [
     ("max_steps", "N", "optimizer steps (default: one epoch of the data)"),
     ("learning_rate", "LR", "AdamW learning rate (TRL default: 1e-6)"),
-    ("per_device_train_batch_size", "N", "completions per device per step; with --gradient_accumulation_steps and "
-     "the number of processes, a multiple of --num_generations (TRL default: 8)"),
+    ("per_device_train_batch_size", "N", ("completions per device per step; with --gradient_accumulation_steps "
+                                          "and the number of processes, a multiple of --num_generations "
+                                          "(TRL default: 8)")),
     ("gradient_accumulation_steps", "N", "steps accumulated per optimizer update (default: 1)"),
     ("num_generations", "G", "completions per prompt, at least 2 (TRL default: 8)"),
     ("max_completion_length", "N", "most tokens per completion (TRL default: 256)"),
@@ -77,7 +78,8 @@ def own_fields(algo: str) -> list[tuple[str, str]]:
     if not spec.module.startswith("trl_plus."):
         return []
     found = importlib.util.find_spec(spec.module)
-    tree = ast.parse(open(found.origin, encoding="utf-8").read())
+    with open(found.origin, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
     cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == spec.config), None)
     fields = []
     for node in cls.body if cls else []:
@@ -112,7 +114,6 @@ def help_text(algo: str | None = None) -> str:
         if own:
             parts += ["", f"{spec.name} options ({spec.config}):", *[_option(n, "VALUE", t) for n, t in own]]
     more = f"trl-plus train {algo} --help_all" if algo else "trl-plus train ALGO --help_all"
-    parts += ["", "Every other field of TRL's GRPOConfig and ModelConfig is accepted as well; "
-              f"'{more}' lists them all.",
+    parts += ["", f"Every other field of TRL's GRPOConfig and ModelConfig is accepted as well; '{more}' lists them all.",
               "Options are snake_case as in TRL; the kebab spelling (--max-steps) works too, also as YAML keys."]
     return "\n".join(parts) + "\n"

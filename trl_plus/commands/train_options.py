@@ -12,6 +12,7 @@ import re
 from trl_plus.cli import suggest
 from trl_plus.errors import UserError
 
+
 def default_output_dir(algo: str, model: str | None) -> str:
     """`runs/ALGO-MODEL`, named after the model actually trained (the tiny model when none is given)."""
     name = os.path.basename(os.path.normpath(os.path.expanduser(model))) if model else "tiny"
