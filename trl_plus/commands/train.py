@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from trl_plus.algorithms import ALGORITHMS
 from trl_plus.cli import suggest
 from trl_plus.commands.train_options import (
+    NO_MAX_PROMPT_LENGTH,
     apply_yaml,
     default_output_dir,
     explain_config_error,
@@ -162,9 +163,7 @@ def _parse(algo_name: str, argv: list[str]):
     for arg in argv:
         name = arg.split("=")[0]
         if name == "--max_prompt_length":
-            raise UserError("--max_prompt_length: TRL 1.16 has no max_prompt_length and never truncates prompts: "
-                            "shorten or filter long prompts in the data (trl-plus warns when a prompt plus "
-                            "max_completion_length exceeds the model's context).")
+            raise UserError(NO_MAX_PROMPT_LENGTH)
         if arg.startswith("--") and name not in valid:
             raise UserError(f"unknown option {name}{suggest(name, valid)}; run 'trl-plus train {algo_name} --help' "
                             "for the common options, or --help_all for all of them.")

@@ -12,6 +12,10 @@ import re
 from trl_plus.cli import suggest
 from trl_plus.errors import UserError
 
+NO_MAX_PROMPT_LENGTH = ("--max_prompt_length: TRL 1.16 has no max_prompt_length and never truncates prompts: shorten "
+                        "or filter long prompts in the data (trl-plus warns when a prompt plus max_completion_length "
+                        "exceeds the model's context).")
+
 
 def default_output_dir(algo: str, model: str | None) -> str:
     """`runs/ALGO-MODEL`, named after the model actually trained (the tiny model when none is given)."""
@@ -53,6 +57,8 @@ def apply_yaml(parser, path: str, valid: set[str], algo: str) -> list[str]:
     for key, value in (config.pop("env", None) or {}).items():  # TrlParser's `env:` mapping, kept
         os.environ[str(key)] = str(value)
     for key in config:
+        if key == "max_prompt_length":
+            raise UserError(NO_MAX_PROMPT_LENGTH)
         if f"--{key}" not in valid:
             raise UserError(f"unknown key {key!r} in {path}{suggest(key, valid)}; run 'trl-plus train {algo} "
                             "--help_all' for every valid option.")
@@ -67,10 +73,6 @@ def explain_config_error(e: Exception, algo: str, argv: list[str], parser) -> st
     if match:
         return batch_message(int(match[1]), int(match[2]), _value(parser, argv, "per_device_train_batch_size"),
                              _value(parser, argv, "gradient_accumulation_steps"))
-    if "max_prompt_length" in message:
-        message += (" TRL 1.16 has no max_prompt_length and never truncates prompts: shorten or filter long "
-                    "prompts in the data (trl-plus warns when a prompt plus max_completion_length exceeds the "
-                    "model's context).")
     return message
 
 
