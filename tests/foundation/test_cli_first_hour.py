@@ -187,13 +187,14 @@ def test_a_run_ends_with_where_the_model_is_and_without_avoidable_warnings(tmp_p
         warnings.simplefilter("always")
         code = main(["train", "grpo", "--model", tiny_model_dir, "--num_samples", "2", "--max_steps", "1",
                      "--per_device_train_batch_size", "4", "--num_generations", "4", "--max_completion_length", "4",
-                     "--report_to", "none"])
-    out = capsys.readouterr().out
+                     "--report_to", "none", "--logging_steps", "1"])
+    out, err = capsys.readouterr()
     assert code == 0
     name = default_output_dir("grpo", tiny_model_dir)
     assert (tmp_path / name / "model.safetensors").is_file()
     assert f"saved the model to {name}" in out and f"trl-plus eval {name} --tasks" in out
     assert "trained grpo for 1 steps" in out and "gsm8k_correctness" in out
+    assert "step 1 | loss " in out + err and "'train_runtime'" not in out + err  # one readable line per step
     noisy = [str(w.message) for w in record if "gradient_checkpointing" in str(w.message)
              or "pin_memory" in str(w.message)]
     assert noisy == []

@@ -266,6 +266,7 @@ def build(algo: str, script: TrainArguments, config, model_args):
         trainer = build_trainer(algo, model=model, reward_funcs=funcs, args=config, train_dataset=dataset,
                                 peft_config=peft_config)
         check_trainer(trainer)  # trl-plus trainers ran it already; TRL's own GRPOTrainer did not
+        readable_progress(trainer)
     except OSError as e:  # missing local files or no network for a hub id
         raise UserError(f"could not load model {model!r} ({str(e).splitlines()[0]}). Offline, pass a local model "
                         "directory; hub ids need internet.") from None
@@ -301,6 +302,28 @@ def final_lines(report: dict, trainer, output_dir: str, script: TrainArguments) 
     lines += [f"saved the model to {output_dir}",
               f"evaluate it: trl-plus eval {output_dir} --tasks gsm8k,gsm8k_reasoning --limit 100{data}"]
     return "\n".join(lines)
+
+
+# Logged keys worth a line per logging step; the rest stays in trainer.state.log_history and report_to.
+SHOWN = ("loss", "reward", "reward_std", "kl", "entropy", "grad_norm", "learning_rate", "completions/mean_length")
+
+
+def readable_progress(trainer) -> None:
+    """Per-step logs as one short line each (`step 3 | loss 0.01 | reward 0.42 | ...`), instead of the whole dict;
+    the final `train_runtime` dict is left out, as the run ends with its own summary."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class ReadableProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not (state.is_world_process_zero and self.training_bar is not None) or "train_runtime" in (logs or {}):
+                return
+            keys = [k for k in logs if k in SHOWN or (k.startswith("rewards/") and k.endswith("/mean"))
+                    or k.split("/")[0] in (*ALGORITHMS, "process")]
+            values = [f"{k} {logs[k]:.4g}" if isinstance(logs[k], float) else f"{k} {logs[k]}" for k in keys]
+            self.training_bar.write(" | ".join([f"step {state.global_step}", *values]))
+
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(ReadableProgress)
 
 
 def quiet_known_noise() -> None:
