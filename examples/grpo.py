@@ -1,15 +1,16 @@
 """GRPO, TRL's own GRPOTrainer (the baseline of the other examples), with LoRA on GSM8K.
 
 GRPO: Shao et al. 2024, "DeepSeekMath", https://huggingface.co/papers/2402.03300.
-The values are those of examples/recipes/grpo.yaml (the seeds' LoRA setting),
+The values are those of examples/recipes/grpo.yaml (the LoRA GSM8K setting that
+examples/README.md describes),
 which gives each one's source.
 
 Needs internet (Qwen/Qwen2.5-1.5B-Instruct and openai/gsm8k come from the Hugging Face Hub; `--data FILE.jsonl`
-reads local GSM8K-schema rows instead, e.g. ../shared/data/gsm8k/train.jsonl) and a CUDA GPU. `--offline-smoke` (or
+reads local GSM8K-schema rows instead: one {"question", "answer"} object per line) and a CUDA GPU. `--offline_smoke` (or
 TRL_PLUS_OFFLINE_SMOKE=1) runs one CPU step on the tiny offline model instead, with synthetic problems unless
 `--data` names a file:
 
-    python examples/grpo.py [--data gsm8k|FILE.jsonl] [--offline-smoke]
+    python examples/grpo.py [--data gsm8k|FILE.jsonl] [--offline_smoke]
 """
 
 from common import example_setup

@@ -3,7 +3,7 @@
 Needs internet (the model and `openai/gsm8k` come from the Hugging Face Hub) and a CUDA GPU; the
 4-bit base of a 1.5B model takes about 1 GB, so a 12-24 GB consumer card is enough. Run it with
 
-    HF_HUB_OFFLINE=0 python examples/qlora_grpo.py --algo dr_grpo --max-steps 500 --output-dir qlora-dr-grpo
+    python examples/qlora_grpo.py --algo dr_grpo --max_steps 500 --output_dir qlora-dr-grpo
 
 Any trl-plus algorithm works (`--algo`: dr_grpo, dapo, reinforce_pp, reinforce_pp_baseline, remax,
 rahf, ps_grpo, or grpo for TRL's own). The same run from the command line:
@@ -26,7 +26,7 @@ What happens, step by step:
 4. `trainer.save_model` writes only the adapter (`adapter_config.json`, `adapter_model.safetensors`).
    Judge it with lm-eval's GSM8K through trl-plus:
 
-       trl-plus eval qlora-dr-grpo --tasks gsm8k,gsm8k_reasoning --load-in-4bit
+       trl-plus eval qlora-dr-grpo --tasks gsm8k,gsm8k_reasoning --load_in_4bit
 
    or load it yourself:
 
@@ -37,7 +37,6 @@ What happens, step by step:
 from __future__ import annotations
 
 import argparse
-import os
 
 MODEL = "Qwen/Qwen2.5-1.5B-Instruct"
 
@@ -48,11 +47,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--algo", default="dr_grpo", choices=sorted(ALGORITHMS))
     parser.add_argument("--model", default=MODEL)
-    parser.add_argument("--output-dir", default="qlora-grpo-out")
-    parser.add_argument("--max-steps", type=int, default=500)
-    parser.add_argument("--num-samples", type=int, default=None, help="use only the first N GSM8K train rows")
+    parser.add_argument("--output_dir", "--output-dir", default="qlora-grpo-out")
+    parser.add_argument("--max_steps", "--max-steps", type=int, default=500)
+    parser.add_argument("--num_samples", "--num-samples", type=int, default=None, help="use only the first N GSM8K train rows")
     cli = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "0")  # this recipe downloads the model and the data
 
     from trl import ModelConfig
 
@@ -113,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     # 4. Only the adapter is saved; it reloads onto the 4-bit base with peft.PeftModel.from_pretrained.
     trainer.save_model(cli.output_dir)
     print(f"adapter saved to {cli.output_dir}; evaluate with: "
-          f"trl-plus eval {cli.output_dir} --tasks gsm8k,gsm8k_reasoning --load-in-4bit")
+          f"trl-plus eval {cli.output_dir} --tasks gsm8k,gsm8k_reasoning --load_in_4bit")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ Two kinds of failure are told apart:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import warnings
 from collections.abc import Iterable
 
@@ -125,3 +127,137 @@ class RewardFunction:
             return
         self._warned.add(kind)
         warnings.warn(message, RewardWarning, stacklevel=3)
+
+
+# ---------------------------------------------------------------------------------------- plain-text rewards
+
+CONSTANT_PATIENCE = 20  # batches in a row with one value for every completion before the warning
+
+
+class ConstantRewardWarning(RewardWarning):
+    """A reward gave the same value to every completion of many batches in a row: no learning signal."""
+
+
+class ConstantWatch:
+    """Counts batches in a row whose rewards are all equal, and warns once after `patience` of them.
+
+    GRPO-family advantages are rewards minus a group statistic, so a reward that never varies trains
+    nothing, silently. The usual cause is a function that measured the wrong thing (e.g. `len(c)` of a
+    conversational completion, which is a list of one message).
+    """
+
+    def __init__(self, name: str, patience: int = CONSTANT_PATIENCE):
+        self.name, self.patience, self.streak, self.warned = name, patience, 0, False
+
+    def update(self, rewards: list) -> None:
+        if self.warned:
+            return
+        values = [r for r in rewards if r is not None]
+        if len(values) < 2 or not all(isinstance(v, (int, float)) for v in values):
+            return  # abstentions only, or step-level (process) rewards: nothing to compare
+        self.streak = self.streak + 1 if len(set(values)) == 1 else 0
+        if self.streak >= self.patience:
+            self.warned = True
+            warnings.warn(
+                f"reward {self.name!r} gave every completion the same value ({short_repr(values[0])}) in "
+                f"{self.streak} batches in a row: it gives no learning signal. If it reads `completions`, note "
+                "that conversational prompts make each completion a list of messages: decorate it with "
+                "@reward_fns.text_reward to receive plain strings.",
+                ConstantRewardWarning,
+                stacklevel=3,
+            )
+
+
+class Watched:
+    """`fn` unchanged, plus a `ConstantWatch` on what it returns; keeps `__name__` and `process_reward`."""
+
+    def __init__(self, fn, patience: int = CONSTANT_PATIENCE):
+        self.fn = fn
+        self.__name__ = getattr(fn, "__name__", type(fn).__name__)
+        self.process_reward = bool(getattr(fn, "process_reward", False))
+        self.watch = ConstantWatch(self.__name__, patience)
+
+    def __repr__(self) -> str:
+        return f"<watched {self.fn!r}>"
+
+    def __call__(self, *args, **kwargs):
+        out = self.fn(*args, **kwargs)
+        if isinstance(out, list):
+            self.watch.update(out)
+        return out
+
+
+def watch_constant(fn, patience: int = CONSTANT_PATIENCE):
+    """`fn` wrapped to warn once when it gives every completion the same reward `patience` batches in a row."""
+    return fn if isinstance(fn, (Watched, TextReward)) else Watched(fn, patience)
+
+
+def _import_attr(module: str, qualname: str):
+    import importlib
+
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class TextReward:
+    """A reward written for one completion as plain text: `fn(text, **columns) -> float | None`.
+
+    TRL hands reward functions a batch whose completions are strings for plain-text prompts and lists of
+    messages for conversational ones; this gives `fn` the completion's text either way, one row at a time.
+    `fn` may also name dataset columns (`answer`, ...) or `prompt` (the prompt's text) as parameters; a
+    `**kwargs` parameter receives every column. An exception in `fn` scores that row None (abstain) with
+    one warning, so bad model output never stops training. Built by the `text_reward` decorator.
+    """
+
+    process_reward = False
+
+    def __init__(self, fn):
+        if not callable(fn):
+            raise TypeError(f"text_reward needs a function, got {short_repr(fn)}")
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        params = inspect.signature(fn).parameters
+        self.takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        self.wanted = [n for n, p in list(params.items())[1:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        self.watch = ConstantWatch(self.__name__)
+        self._warned: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"<text reward {self.__name__}>"
+
+    def __reduce__(self):  # pickled by reference (TRL's async rollout worker pickles reward functions)
+        return _import_attr, (self.__module__, self.__qualname__)
+
+    def __call__(self, prompts=None, completions=None, **kwargs) -> list:
+        if completions is None:
+            raise ValueError(f"{self.__name__} needs `completions` (the generated texts); none were passed.")
+        texts = [completion_text(c) for c in completions]
+        columns = {k: v for k, v in kwargs.items() if k not in TRAINER_KWARGS and isinstance(v, list)
+                   and len(v) == len(texts) and (self.takes_all or k in self.wanted)}
+        if "prompt" in self.wanted and prompts is not None:
+            columns["prompt"] = [completion_text(p) for p in prompts]
+        out = []
+        for i, text in enumerate(texts):
+            try:
+                value = self.fn(text, **{k: v[i] for k, v in columns.items()})
+                out.append(None if value is None else float(value))
+            except Exception as exc:  # noqa: BLE001 - a reward must never take the run down
+                if "error" not in self._warned:
+                    self._warned.add("error")
+                    warnings.warn(f"{self.__name__}: {short_repr(exc)} on {short_repr(text, 60)}; scoring such rows "
+                                  "None (abstain). This warning is shown once.", RewardWarning, stacklevel=2)
+                out.append(None)
+        self.watch.update(out)
+        return out
+
+
+def text_reward(fn):
+    """Decorator: write a reward for one completion's plain text; see `TextReward`.
+
+        @reward_fns.text_reward
+        def short_answer(text):
+            return 1 / (1 + len(text))
+    """
+    return TextReward(fn)

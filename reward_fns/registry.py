@@ -1,4 +1,5 @@
-"""Rewards by name, open-r1 style: `get("gsm8k_correctness")`, `preset("gsm8k")`, `@register("mine")`.
+"""Rewards by name, open-r1 style: `get("gsm8k_correctness")`, `preset("gsm8k")`, `@register("mine")`,
+and `from_spec("length_penalty=0.5:max_length=200")` for the command line and YAML recipes.
 
 An entry holds a ready instance, a factory, or both. `get(name)` returns the instance;
 `get(name, **params)` builds a new one from the factory (`get("gsm8k_correctness", exact=3.0)`). An
@@ -8,7 +9,12 @@ entry that is only a factory with required parameters (TRL's `soft_overlong` nee
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import importlib.util
 import inspect
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,9 +47,9 @@ class Entry:
 _REGISTRY: dict[str, Entry] = {}
 
 _PRESETS: dict[str, tuple[tuple[str, float], ...]] = {
-    # The seeds' scoring (aburkov's GRPO-from-scratch notebook): 0.2 per tag + 2.0 exact / 1.5 numeric.
+    # aburkov's GRPO-from-scratch notebook: 0.2 per tag + 2.0 exact / 1.5 numeric.
     "gsm8k": (("gsm8k_format", 1.0), ("gsm8k_correctness", 1.0)),
-    # The seeds' lm-eval variant: also +0.2 for `####` in the answer, -0.5 for text after </answer>.
+    # The lm-eval-friendly variant: also +0.2 for `####` in the answer, -0.5 for text after </answer>.
     "gsm8k_lm_eval": (
         ("gsm8k_format", 1.0),
         ("gsm8k_hash_format", 1.0),
@@ -59,8 +65,9 @@ def register(
     """Register a reward function under `name`; usable as a decorator or called directly.
 
         @reward_fns.register("shouting")
-        def shouting(prompts, completions, **kwargs):
-            return [float(c.isupper()) for c in completions]
+        @reward_fns.text_reward          # `text` is the completion as a plain string, also for chat prompts
+        def shouting(text):
+            return float(text.isupper())
 
     With `factory=True`, `fn` builds reward functions from keyword parameters and `get(name, **params)`
     calls it. `process=True` marks a step-level reward (see `reward_fns.process`). Registering a
@@ -95,7 +102,9 @@ def _entry(name: str) -> Entry:
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise KeyError(f"unknown reward {short_repr(name)}; valid names: {', '.join(names())}") from None
+        close = difflib.get_close_matches(name, names(), n=3) if isinstance(name, str) else []
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise KeyError(f"unknown reward {short_repr(name)}; valid names: {', '.join(names())}.{hint}") from None
 
 
 def get(name: str, **params) -> Callable:
@@ -120,6 +129,108 @@ def get(name: str, **params) -> Callable:
     except ValueError:
         pass  # no introspectable signature: let the call itself complain
     return entry.factory(**params)
+
+
+SPEC_HELP = (
+    "NAME[=WEIGHT][:PARAM=VALUE...] with NAME a registered reward (reward_fns.names()), MODULE:FUNCTION, "
+    "MODULE.FUNCTION or path/to/file.py:FUNCTION; PARAM=VALUE pairs build the reward from its factory, e.g. "
+    "length_penalty=0.5:max_length=200"
+)
+
+
+def from_spec(spec) -> tuple[Callable, float]:
+    """`(function, weight)` from a command-line or YAML reward spec; raises ValueError with the fix.
+
+    A string is `NAME[=WEIGHT][:PARAM=VALUE...]`: `gsm8k_correctness`, `gsm8k_correctness=2`,
+    `length_penalty=0.5:max_length=200`, `my_rewards:short_answer`, `my_rewards.short_answer=0.5`,
+    `path/to/file.py:make_reward:scale=2`. With parameters, a registered name is built by `get(name, **params)`
+    and an imported function is called as a factory, `function(**params)`. A YAML mapping
+    `{name: ..., weight: ..., PARAM: VALUE}` says the same. Values are read as YAML scalars (`200` is an int).
+    """
+    if isinstance(spec, dict):
+        spec = dict(spec)
+        target = spec.pop("name", None)
+        if not isinstance(target, str):
+            raise ValueError(  # noqa: TRY004 - every bad spec is a ValueError, which the CLI reports in one line
+                f"reward {short_repr(spec)} needs a 'name' key; a reward is {SPEC_HELP}.")
+        return _build(target, spec.pop("weight", 1.0), spec, spec)
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"reward {short_repr(spec)}: a reward is {SPEC_HELP}.")
+    parts = spec.split(":")
+    head = parts[0].partition("=")[0]
+    # `module:function`: the first part is not a registered name and carries no weight
+    if len(parts) > 1 and head not in _REGISTRY and "=" not in parts[0]:
+        name, _, weight = parts[1].partition("=")
+        target, rest = f"{parts[0]}:{name}", parts[2:]
+    else:
+        target, _, weight = parts[0].partition("=")
+        rest = parts[1:]
+    params = {}
+    for item in rest:
+        key, eq, value = item.partition("=")
+        if not eq or not key.isidentifier():
+            raise ValueError(f"--reward {spec!r}: {item!r} is not PARAM=VALUE; a reward is {SPEC_HELP}.")
+        params[key] = _scalar(value)
+    return _build(target, weight or 1.0, params, spec)
+
+
+def _scalar(text: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _build(target: str, weight, params: dict, spec) -> tuple[Callable, float]:
+    try:
+        weight = float(weight)
+    except (TypeError, ValueError):
+        raise ValueError(f"reward {short_repr(spec)}: the weight must be a number, as in --reward {target}=0.5 "
+                         f"(got {short_repr(weight)}).") from None
+    try:
+        if target in _REGISTRY:
+            return get(target, **params), weight
+        fn = load(target)
+        return (fn(**params) if params else fn), weight
+    except KeyError as e:
+        raise ValueError(e.args[0]) from None
+    except (TypeError, ValueError) as e:  # wrong parameter names or values for the factory
+        raise ValueError(f"reward {short_repr(spec)}: {e}") from None
+
+
+def load(target: str) -> Callable:
+    """The function named by `module:function`, `module.function` or `path/to/file.py:function`.
+
+    Modules are imported with the working directory on `sys.path`, as TRL's own scripts do."""
+    if ":" in target:
+        module, _, attr = target.rpartition(":")
+    elif "." in target:
+        module, _, attr = target.rpartition(".")
+    else:
+        _entry(target)  # raises the "unknown reward ... did you mean" KeyError
+    try:
+        if module.endswith(".py") or os.sep in module:
+            path = os.path.abspath(os.path.expanduser(module))
+            if not os.path.isfile(path):
+                raise KeyError(f"unknown reward {target!r}: the file {module} does not exist.")
+            name = os.path.splitext(os.path.basename(path))[0]
+            loaded = importlib.util.spec_from_file_location(name, path)
+            mod = importlib.util.module_from_spec(loaded)
+            sys.modules.setdefault(name, mod)
+            loaded.loader.exec_module(mod)
+        else:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            mod = importlib.import_module(module)
+    except ImportError as e:
+        raise KeyError(f"unknown reward {target!r}: it is not a registered name ({', '.join(names())}) and "
+                       f"module {module!r} cannot be imported ({e}).") from None
+    fn = getattr(mod, attr, None)
+    if not callable(fn):
+        raise KeyError(f"unknown reward {target!r}: module {module!r} has no function {attr!r}.")
+    return fn
 
 
 def presets() -> list[str]:

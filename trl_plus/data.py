@@ -12,6 +12,8 @@ from pathlib import Path
 
 from datasets import Dataset
 
+from trl_plus.errors import UserError
+
 SYSTEM_PROMPT = """Respond in the following format:
 <reasoning>
 ...
@@ -24,7 +26,7 @@ NAMES = ["Ava", "Ben", "Cara", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivan", "Jo",
 ITEMS = ["apples", "books", "coins", "stamps", "marbles", "cards", "shells", "pens"]
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data source is missing or is not in GSM8K's schema; the message says how to fix it."""
 
 
@@ -80,25 +82,39 @@ def generate_problems(n: int, seed: int = 0, difficulty: int = 1) -> list[dict]:
     return [make(rng) for _ in range(n)]
 
 
+GSM8K_SCHEMA = ("one object per line with string fields 'question' and 'answer', the answer ending in "
+                "'#### <number>'")
+DATASET_CHOICES = ("'synthetic' (generated problems, offline), 'gsm8k' (openai/gsm8k from the Hugging Face Hub) or "
+                   "the path of a local GSM8K-schema .jsonl or .json file")
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
-    """Read a GSM8K-schema jsonl file, with one-line errors for the common mistakes."""
+    """Read a GSM8K-schema JSON-lines file (or a .json file holding one list of rows), with one-line errors."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"Data file {path} does not exist: pass an existing .jsonl file, 'synthetic' or 'gsm8k'.")
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+        raise DataError(f"Data file {path} does not exist (not found): pass an existing .jsonl file ({GSM8K_SCHEMA}) "
+                        "or .json file, or use --dataset synthetic.")
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):  # a .json file holding one list of rows
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path} is not valid JSON ({e.msg}, line {e.lineno}): write {GSM8K_SCHEMA}.") from None
+        lines = [(i, item) for i, item in enumerate(items, 1)]
+    else:
+        lines = []
+        for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                lines.append((lineno, json.loads(line)))
             except json.JSONDecodeError:
-                raise DataError(
-                    f"{path}:{lineno} is not JSON: the data file must be JSON lines, one object per line "
-                    "with 'question' and 'answer'."
-                ) from None
-            validate_row(row, f"{path}:{lineno}")
-            rows.append(row)
+                raise DataError(f"{path}:{lineno} is not JSON: the data file must be JSON lines, {GSM8K_SCHEMA}."
+                                ) from None
+    rows = []
+    for lineno, row in lines:
+        validate_row(row, f"{path}:{lineno}")
+        rows.append(row)
     if not rows:
         raise DataError(f"Data file {path} is empty: it needs at least one row with 'question' and 'answer'.")
     return rows
@@ -125,9 +141,9 @@ def validate_row(row, where: str) -> None:
 def load_rows(source: str = "synthetic", split: str = "train", n: int | None = None, seed: int = 0,
               difficulty: int = 1) -> list[dict]:
     """Load GSM8K-schema rows from `synthetic` (the generator), `gsm8k` (the hub's
-    `openai/gsm8k`, online only) or a local `.jsonl` path."""
+    `openai/gsm8k`, needs internet) or a local `.jsonl` / `.json` path."""
     if source == "synthetic":
-        # Different seeds per split keep held-out problems apart from training ones.
+        # A different seed offset per split keeps held-out problems apart from training ones.
         offset = {"train": 0, "test": 1_000_003, "dev": 2_000_003}.get(split, 3_000_003)
         return generate_problems(n if n is not None else 2000, seed=seed + offset, difficulty=difficulty)
     if source in ("gsm8k", "openai/gsm8k"):
@@ -137,14 +153,15 @@ def load_rows(source: str = "synthetic", split: str = "train", n: int | None = N
             ds = load_dataset("openai/gsm8k", "main", split=split)
         except Exception as e:  # noqa: BLE001 - any hub failure gets the same offline advice
             raise DataError(
-                f"Could not load openai/gsm8k from the hub ({type(e).__name__}). Offline, pass a local jsonl path "
-                "such as ../shared/data/gsm8k/train.jsonl."
+                f"could not load openai/gsm8k from the Hugging Face Hub ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:120] if str(e) else 'no details'}). Without internet, pass a local "
+                f"GSM8K-schema .jsonl file ({GSM8K_SCHEMA}), or use --dataset synthetic."
             ) from None
         rows = [{"question": r["question"], "answer": r["answer"]} for r in ds]
-    elif source.endswith(".jsonl") or Path(source).exists():
+    elif Path(source).exists() or Path(source).suffix in (".jsonl", ".json") or "/" in source:
         rows = read_jsonl(source)
     else:
-        raise DataError(f"Unknown dataset {source!r}: use 'synthetic', 'gsm8k' or a path to a .jsonl file.")
+        raise DataError(f"Unknown dataset {source!r}: use {DATASET_CHOICES}.")
     return rows[:n] if n is not None else rows
 
 

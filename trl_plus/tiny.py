@@ -91,3 +91,17 @@ def save_tiny_model(out_dir: str | Path, seed: int = 0, size: str = "tiny") -> P
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     return out
+
+
+def cached_tiny_model(seed: int = 0, cache_dir: str | Path | None = None, log=print) -> Path:
+    """The tiny model of `seed`, built once under `cache_dir` ($TRL_PLUS_CACHE or ~/.cache/trl-plus) and reused."""
+    import os
+
+    cache = Path(cache_dir or os.environ.get("TRL_PLUS_CACHE", Path.home() / ".cache" / "trl-plus"))
+    path = cache / f"tiny-seed{seed}"
+    if (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file():
+        log(f"reusing the tiny model in {path}")
+    else:
+        save_tiny_model(path, seed=seed)
+        log(f"built the tiny model in {path}")
+    return path

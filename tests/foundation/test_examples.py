@@ -4,7 +4,8 @@ Every recipe is parsed by the real `trl-plus train` parser (TRL's `TrlParser`), 
 dataclasses, every key is a real field, every value line names its source, and the parsed config builds its
 trainer on the tiny offline model. Three Python examples (reinforce_pp, dapo, ps_grpo: a (B, T)-advantage
 trainer, the one with its own sampling loop, and the one with process rewards) run end to end with
---offline-smoke; the other five share their code path line for line and are covered by the recipe tests.
+--offline_smoke and must take a real gradient step; the other five share their code path line for line and
+are covered by the recipe tests.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def test_every_algorithm_has_a_recipe_and_an_example():
         source = (EXAMPLES / f"{algo}.py").read_text()
         doc = source.split('"""')[1]
         assert "huggingface.co/papers/" in doc and "internet" in doc, f"{algo}.py: docstring must cite the paper"
-        assert "--offline-smoke" in source and f"examples/recipes/{algo}.yaml" in doc
+        assert "--offline_smoke" in source and f"examples/recipes/{algo}.yaml" in doc
 
 
 @pytest.mark.parametrize("algo", list(ALGORITHMS))
@@ -67,9 +68,9 @@ def test_recipe_keys_are_real_fields(algo):
 
 
 def test_unknown_recipe_key_is_rejected_by_the_parser(tmp_path):
-    """TrlParser itself fails on a key that no dataclass has (so a typo in a recipe cannot pass silently)."""
-    from trl_plus.cli import UserError
+    """A key that no dataclass has fails, with the nearest valid one (so a typo in a recipe cannot pass silently)."""
     from trl_plus.commands.train import _parse
+    from trl_plus.errors import UserError
 
     bad = tmp_path / "bad.yaml"
     bad.write_text((RECIPES / "grpo.yaml").read_text() + "\nnum_generation: 8\n")
@@ -96,7 +97,7 @@ def test_recipe_parses_through_the_cli_and_round_trips(algo):
             continue
         obj = next(o for o in (script, config, model_args) if hasattr(o, key))
         assert _plain(getattr(obj, key)) == value, f"{algo}.yaml: {key}"
-    # The seeds' setting, spelled out for the values that matter most.
+    # The published LoRA setting, spelled out for the values that matter most.
     assert model_args.use_peft and model_args.lora_r == 8 and model_args.lora_alpha == 16
     assert model_args.lora_target_modules == ["q_proj", "k_proj", "v_proj"]
     assert script.dataset == "gsm8k" and script.model.startswith("Qwen/Qwen2.5-")
@@ -143,11 +144,14 @@ SMOKE = {
 
 
 @pytest.mark.e2e
-@pytest.mark.filterwarnings("ignore:DAPO dynamic sampling hit max_num_gen_batches")  # a random tiny model
 @pytest.mark.parametrize("algo", list(SMOKE))
-def test_example_offline_smoke(algo, tmp_path, monkeypatch):
+def test_example_offline_smoke_takes_a_real_step(algo, tmp_path, monkeypatch):
+    import json
+
+    import torch
+
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the example's temp model and output dirs
-    argv = ["--offline-smoke"]
+    argv = ["--offline_smoke"]
     if algo == "dapo":  # the environment variable works as well as the flag
         monkeypatch.setenv("TRL_PLUS_OFFLINE_SMOKE", "1")
         argv = []
@@ -158,4 +162,9 @@ def test_example_offline_smoke(algo, tmp_path, monkeypatch):
     assert trainer.state.global_step == 1
     logs = [row for row in trainer.state.log_history if "loss" in row]
     assert logs and math.isfinite(logs[-1]["loss"]) and SMOKE[algo] in logs[-1]
+    assert logs[-1]["grad_norm"] > 0  # the rewards differed within a group, so the step had a gradient
+    lora_b = [p for n, p in trainer.model.named_parameters() if "lora_B" in n]
+    assert lora_b and any(torch.count_nonzero(p) > 0 for p in lora_b)  # LoRA B starts at zero
+    if algo == "dapo":
+        assert logs[-1]["dapo/gen_rounds"] == 1  # the first round kept enough groups
     assert (Path(trainer.args.output_dir) / "adapter_config.json").is_file()

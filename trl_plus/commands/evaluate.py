@@ -21,27 +21,27 @@ def add_parser(sub):
         help="evaluate a checkpoint or PEFT adapter directory with lm-eval (gsm8k, gsm8k_reasoning, ...)",
         description="Evaluate a model directory (config.json) or a PEFT adapter directory (adapter_config.json, "
         "whose base model comes from it) with lm-eval-harness, print lm-eval's results table and optionally "
-        "write per-task exact_match for each filter with its stderr as JSON. Offline, --data-dir points the "
+        "write per-task exact_match for each filter with its stderr as JSON. Offline, --data_dir points the "
         "GSM8K tasks at local train.jsonl/test.jsonl.",
     )
     p.add_argument("checkpoint", help="model directory, PEFT adapter directory, or hub id (online)")
     p.add_argument("--tasks", default="gsm8k,gsm8k_reasoning",
                    help="comma-separated lm-eval task names (default: gsm8k,gsm8k_reasoning)")
-    p.add_argument("--data-dir", help="directory with GSM8K-schema train.jsonl and test.jsonl, used instead of "
-                   "the hub (e.g. ../shared/data/gsm8k)")
+    p.add_argument("--data_dir", help="directory with GSM8K-schema train.jsonl and test.jsonl (fields 'question' "
+                   "and 'answer'), used instead of the hub's openai/gsm8k: needed without internet")
     p.add_argument("--limit", type=_limit, help="examples per task; a fraction if below 1 (default: all)")
-    p.add_argument("--num-fewshot", type=int, help="few-shot examples (default: each task's own; "
+    p.add_argument("--num_fewshot", type=int, help="few-shot examples (default: each task's own; "
                    "gsm8k_reasoning is always zero-shot)")
-    p.add_argument("--batch-size", default="8", help="generation batch size, or 'auto' (default: 8)")
-    p.add_argument("--load-in-4bit", action="store_true", help="load the model in 4-bit NF4 (needs bitsandbytes)")
+    p.add_argument("--batch_size", default="8", help="generation batch size, or 'auto' (default: 8)")
+    p.add_argument("--load_in_4bit", action="store_true", help="load the model in 4-bit NF4 (needs bitsandbytes)")
     chat = p.add_mutually_exclusive_group()
-    chat.add_argument("--apply-chat-template", dest="apply_chat_template", action="store_true", default=None,
+    chat.add_argument("--apply_chat_template", dest="apply_chat_template", action="store_true", default=None,
                       help="format prompts with the tokenizer's chat template (default: when it has one)")
-    chat.add_argument("--no-chat-template", dest="apply_chat_template", action="store_false",
+    chat.add_argument("--no_chat_template", dest="apply_chat_template", action="store_false",
                       help="plain-text prompts")
-    p.add_argument("--system-instruction", help="system instruction put before each task's own prompt")
-    p.add_argument("--max-gen-toks", type=int, help="cap on generated tokens per answer (default: each task's)")
-    p.add_argument("--output-json", help="write per-task exact_match and stderr for each filter to this file")
+    p.add_argument("--system_instruction", help="system instruction put before each task's own prompt")
+    p.add_argument("--max_gen_toks", type=int, help="cap on generated tokens per answer (default: each task's)")
+    p.add_argument("--output_json", help="write per-task exact_match and stderr for each filter to this file")
     p.set_defaults(run=run)
     return p
 
@@ -53,7 +53,7 @@ def run(args) -> int:
     from lm_eval.utils import make_table
 
     from eval.harness import EvalInputError, evaluate
-    from trl_plus.cli import UserError
+    from trl_plus.errors import UserError
 
     batch_size = int(args.batch_size) if str(args.batch_size).isdigit() else args.batch_size
     try:
