@@ -145,8 +145,7 @@ SMOKE = {
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("algo", list(SMOKE))
-def test_example_offline_smoke_takes_a_real_step(algo, tmp_path, monkeypatch):
-    import json
+def test_example_offline_smoke_takes_a_real_step(algo, monkeypatch):
 
     import torch
 
