@@ -22,7 +22,8 @@ Overrides (no TRL method body is copied):
   by the number of kept completion tokens of the whole generation batch (all processes): the SFT normaliser.
   MoE router aux losses are not added.
 - `_compute_loss`: TRL has no SFT loss, so this is a new loss, not a variant of TRL's: per-token
-  log-probs from TRL's own `_get_per_token_logps_and_entropies` on the kept rows only, summed and
+  log-probs at temperature 1 (the model's own NLL, not that of TRL's temperature-scaled fused head) on the
+  kept rows only, summed and
   divided by the kept-token count scaled exactly as TRL scales its `dapo` normaliser (per process, per
   accumulation window of `steps_per_generation` micro-batches), so the loss value *is* the mean NLL of
   the kept tokens and gradient accumulation / `steps_per_generation` give the same update. GRPO loss
@@ -143,9 +144,7 @@ class RAHFTrainer(PlusGRPOTrainer):
         completion_ids = inputs["completion_ids"][rows]
         input_ids = torch.cat([inputs["prompt_ids"][rows], completion_ids], dim=1)
         attention_mask = torch.cat([inputs["prompt_mask"][rows], inputs["completion_mask"][rows]], dim=1)
-        logps, _, _ = self._get_per_token_logps_and_entropies(
-            model, input_ids, attention_mask, completion_ids.size(1), **multimodal
-        )
+        logps = model_logps(model, input_ids, attention_mask, completion_ids, multimodal)
         weights = (self.loss_mask(inputs) * kept[:, None])[rows]
         nll = -torch.where(weights.bool(), logps, 0.0).sum()  # `where`: a padding log-prob may be -inf
 
@@ -155,6 +154,19 @@ class RAHFTrainer(PlusGRPOTrainer):
         if self.mode == "train":
             normalizer = normalizer * self.current_gradient_accumulation_steps / self.args.steps_per_generation
         return nll / normalizer
+
+
+def model_logps(model, input_ids, attention_mask, completion_ids, multimodal) -> torch.Tensor:
+    """(B, T) log-probs of the completion tokens under the model's own distribution (temperature 1).
+
+    TRL's `_get_per_token_logps_and_entropies` runs the fused LM head that TRL built with the sampling
+    `temperature`, which is right for the policy-gradient ratio but would make this SFT loss the NLL of
+    `logits / temperature`. The model's unpatched forward (`fused_lm_head=False`) gives its own logits.
+    """
+    n = completion_ids.size(1)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=n + 1, **multimodal).logits
+    logps = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    return logps.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
 
 
 # The method's name in the paper (Dong et al. 2023): RAFT.
