@@ -115,21 +115,30 @@ class ReMaxTrainer(PlusGRPOTrainer):
 
     @contextlib.contextmanager
     def _greedy_rollout(self):
-        """Swap in a greedy generation config; undo the rollout's side effects on the sampled batch's logs."""
+        """Swap in a greedy generation config and eval mode; undo the rollout's side effects on the sampled batch's
+        logs and restore the model's mode.
+
+        Eval mode makes the baseline the deterministic greedy completion: in train mode, dropout would make it a
+        random one and draw from the global RNG. TRL logs generation metrics under the current mode, so both
+        modes' metrics are put back.
+        """
         sampling = self.generation_config
         greedy = copy.deepcopy(sampling)
         greedy.do_sample = False
         greedy.temperature = greedy.top_p = greedy.top_k = greedy.min_p = None  # sampling-only knobs
-        metrics = self._metrics[self.mode]
-        saved = {k: list(v) for k, v in metrics.items()}
+        saved = {mode: {k: list(v) for k, v in metrics.items()} for mode, metrics in self._metrics.items()}
         tokens_seen = self.state.num_input_tokens_seen
+        training = self.model.training
         self.generation_config = greedy
+        self.model.eval()
         try:
             yield
         finally:
+            self.model.train(training)
             self.generation_config = sampling
-            metrics.clear()
-            metrics.update(saved)
+            for mode, metrics in self._metrics.items():
+                metrics.clear()
+                metrics.update(saved[mode])
             self.state.num_input_tokens_seen = tokens_seen
             self._pending_extra_logs.clear()
             self._pending_metrics.clear()
