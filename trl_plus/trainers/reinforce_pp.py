@@ -21,6 +21,7 @@ import torch
 from trl import GRPOConfig
 
 from trl_plus.core import KL_ESTIMATORS, dr_grpo_advantages, kl_penalty, reinforce_pp_advantages, token_level_rewards
+from trl_plus.engine.kl_loss import loss_with_kl
 from trl_plus.trainers.base import PlusGRPOTrainer
 
 
@@ -113,27 +114,4 @@ class ReinforcePlusPlusTrainer(PlusGRPOTrainer):
     def _compute_loss(self, model, inputs):
         if self.beta == 0.0 or self.args.loss_kl_estimator == "k3":
             return super()._compute_loss(model, inputs)
-        # Keep TRL's loss (clip, aggregation, metrics) but without its k3 term, and reuse the log-probs
-        # of its forward pass for the chosen estimator, so no second forward is needed.
-        seen = {}
-        forward = self._get_per_token_logps_and_entropies
-
-        def spy(*args, **kwargs):
-            result = forward(*args, **kwargs)
-            seen["logps"] = result[0]
-            return result
-
-        beta, self.beta = self.beta, 0.0
-        self._get_per_token_logps_and_entropies = spy
-        try:
-            loss = super()._compute_loss(model, inputs)
-        finally:
-            self.beta = beta
-            del self._get_per_token_logps_and_entropies
-        mask = self.loss_mask(inputs)
-        kl = kl_penalty(seen["logps"], inputs["ref_per_token_logps"], self.args.loss_kl_estimator)
-        # Per-sequence token mean, then mean over sequences, scaled for accumulation like TRL's loss.
-        kl_loss = ((kl * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
-        accumulation = self.current_gradient_accumulation_steps if self.mode == "train" else 1
-        self.log_metric("kl", self.accelerator.gather(kl_loss.detach()).mean())
-        return loss + self.beta * kl_loss / accumulation
+        return loss_with_kl(self, super()._compute_loss, model, inputs, self.args.loss_kl_estimator)
