@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from trl_plus._core_checks import (
+from trl_plus.core_validation import (
     _check_discount,
     _check_groups,
     _check_mask,

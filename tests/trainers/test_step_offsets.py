@@ -4,7 +4,7 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from trl_plus.trainers.steps import offset_char_ends, prefix_char_ends
+from trl_plus.engine.step_offsets import offset_char_ends, prefix_char_ends
 
 CORPUS = "1 + 2 = 3\n\nThen  3 * 4 = 12.\n  \n#### 12\n \n"
 

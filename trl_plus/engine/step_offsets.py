@@ -1,5 +1,5 @@
-"""Pure helpers of process-supervised GRPO: check what a process reward returned, and map step
-character offsets to completion token indices.
+"""Step character offsets -> completion token indices for process rewards, and the check of what a process reward
+returned (`check_steps`, `merge_steps`). Pure functions of token ids, texts and a tokenizer.
 
 Process reward contract (`reward_fns.process`): `f(prompts, completions, **kwargs)` returns one list
 per completion of `(offset, reward)` pairs, `offset` being the index of the step's LAST character in
