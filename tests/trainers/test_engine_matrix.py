@@ -73,6 +73,11 @@ def test_every_estimator_with_every_part(tiny_model_dir, addition_dataset, fast_
     trainer = PlusGRPOTrainer(model=tiny_model_dir, reward_funcs=reward, args=args, train_dataset=addition_dataset())
     assert (trainer.ref_model is not None) == kl_in_reward  # built only for the KL in the reward (beta = 0)
     pin(trainer, TEXTS)
+    if kl_in_reward:  # move the policy away from the reference, so the KL is not 0
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for p in trainer.model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
     greedy = []
     if name == "remax":
         original = trainer.greedy_baseline
@@ -87,6 +92,7 @@ def test_every_estimator_with_every_part(tiny_model_dir, addition_dataset, fast_
         kl = None
         if kl_in_reward:
             kl = core.kl_penalty(completion_logps(trainer.model, out), out["ref_per_token_logps"], "k1")
+            assert kl[out["completion_mask"].bool()].abs().sum() > 1e-3
         expected = expected_advantages(name, trainer, out, kl, greedy)
         torch.testing.assert_close(out["advantages"].float(), expected.float(), atol=2e-4, rtol=1e-3)
         if dynamic_sampling:

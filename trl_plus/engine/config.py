@@ -7,7 +7,7 @@ Incompatible choices fail here, at construction, with a message that names the f
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from trl import GRPOConfig
 
@@ -108,6 +108,15 @@ class PlusGRPOConfig(GRPOConfig):
         machine_defaults(self)
         super().__post_init__()
         check(self)
+
+
+_ENGINE_DEFAULTS = {f.name: f.default for f in fields(PlusGRPOConfig)}
+
+
+def setting(args, name: str):
+    """`args.<name>`, or the engine's default when `args` is a config without the engine's fields (a plain
+    `GRPOConfig` subclass of a trainer built on the engine)."""
+    return getattr(args, name, _ENGINE_DEFAULTS[name])
 
 
 def _fail(message: str) -> None:

@@ -28,13 +28,15 @@ class DynamicSampling:
     """Mixin of `PlusGRPOTrainer`: `sample_dynamically(inputs)` replaces one TRL rollout by several rounds."""
 
     def setup_dynamic_sampling(self) -> None:
+        from trl_plus.engine.config import setting
+
         args = self.args
-        metric = args.dynamic_sampling_metric
+        metric = setting(args, "dynamic_sampling_metric")
         if metric is not None and metric not in self.reward_func_names:
             raise ValueError(f"dynamic_sampling_metric={metric!r} is not one of the reward functions "
                              f"{self.reward_func_names}: name one of them, or None for the total reward.")
         self._metric_index = None if metric is None else self.reward_func_names.index(metric)
-        if args.dynamic_sampling and isinstance(self.train_dataset, IterableDataset):
+        if setting(args, "dynamic_sampling") and isinstance(self.train_dataset, IterableDataset):
             raise ValueError("dynamic_sampling draws new prompts by index, which an IterableDataset cannot do: "
                              "pass a map-style datasets.Dataset, or set dynamic_sampling=False.")
         self._ds_generator = torch.Generator().manual_seed(args.seed + self.accelerator.process_index)

@@ -24,7 +24,7 @@ import contextlib
 import inspect
 import logging
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -35,7 +35,7 @@ from trl import GRPOTrainer
 from trl_plus.engine.training_checks import check_config, check_trainer, checked_reward, warn_if_past_context
 from trl_plus.core import kl_penalty
 from trl_plus.engine import best_of_k
-from trl_plus.engine.config import PlusGRPOConfig
+from trl_plus.engine.config import PlusGRPOConfig, setting
 from trl_plus.engine.dynamic_sampling import DynamicSampling
 from trl_plus.engine.estimators import EstimatorContext, get_estimator
 from trl_plus.engine.greedy_baseline import GreedyBaseline
@@ -51,14 +51,6 @@ STATE_FILE = "trl_plus_state.pt"
 
 # Any non-zero value makes TRL build and run the reference model; the loss never sees it.
 _REFERENCE_ONLY_BETA = 1.0
-_ENGINE_DEFAULTS = {f.name: f.default for f in fields(PlusGRPOConfig)}
-
-
-def setting(args, name: str):
-    """`args.<name>`, or the engine's default when `args` is a config without the engine's fields."""
-    return getattr(args, name, _ENGINE_DEFAULTS[name])
-
-
 @dataclass
 class Scored:
     """What TRL scored for the current generation batch (set by `_calculate_rewards`)."""
@@ -249,6 +241,7 @@ class PlusGRPOTrainer(DynamicSampling, GreedyBaseline, GRPOTrainer):
             rows = self._gather_rows(self._local_step_rows())
             ctx.step_token_ends, ctx.step_rewards = [r[0] for r in rows], [r[1] for r in rows]
             ctx.completion_lengths = torch.tensor([r[2] for r in rows], device=mask.device)
+            ctx.group_ids = self.group_ids(len(rows))  # the gathered step rows (N of them)
         return ctx
 
     def _local_step_rows(self) -> list[tuple[list[int], list[float | None], int]]:
