@@ -18,9 +18,8 @@ seen = {}
 def doubled_group_mean(ctx):
     """Twice the reward minus its group mean; keeps what it was given for the test to check."""
     seen.update(ref=ctx.ref_logps, logps=ctx.logps, mask=ctx.mask, rewards=ctx.rewards)
-    centred = ctx.rewards - torch.zeros_like(ctx.rewards).index_reduce(0, ctx.group_ids, ctx.rewards, "mean",
-                                                                       include_self=False)[ctx.group_ids]
-    return 2.0 * centred[ctx.local]
+    groups = ctx.rewards.view(-1, ctx.args.num_generations)
+    return 2.0 * (groups - groups.mean(dim=1, keepdim=True)).flatten()[ctx.local]
 
 
 def sevens(completions, **kwargs):
@@ -38,7 +37,8 @@ def test_a_custom_estimator_trains(tiny_model_dir, addition_dataset, fast_args, 
     before = trainable_snapshot(trainer.model)
     trainer.train()
     rewards = torch.tensor(sevens(TEXTS))
-    torch.testing.assert_close(reached[0], 2.0 * (rewards - rewards.mean()))
+    # TRL shuffles the rows of a generation batch before the loss: compare the values (all distinct here)
+    torch.testing.assert_close(reached[0].sort().values, (2.0 * (rewards - rewards.mean())).sort().values)
     assert seen["ref"].shape == seen["mask"].shape == seen["logps"].shape
     assert changed(before, trainer.model)
 
@@ -66,7 +66,6 @@ def test_registry_errors_name_the_fix():
         ({"kl_in_reward_coef": 0.1, "scale_rewards": "batch"}, "recomputes the group advantages"),
         ({"advantage_estimator": "raft", "beta": 0.1}, "set beta=0.0"),
         ({"beta": 0.1, "kl_in_loss_estimator": "k2", "loss_type": "no_such"}, "loss_type"),
-        ({"beta": 0.1, "kl_in_loss_estimator": "k2", "use_bias_correction_kl": True}, "use_bias_correction_kl"),
         ({"overlong_buffer_len": 8}, "overlong_buffer_len (8) must be in [1, max_completion_length - 1]"),
     ],
 )
@@ -110,7 +109,7 @@ def test_presets_defaults_and_aliases(fast_args, config, overrides, expected):
 def test_an_alias_and_its_field_must_agree(fast_args):
     with pytest.raises(ValueError, match="kl_coef=0.2 and kl_in_reward_coef=0.3 are the same setting"):
         ReinforcePlusPlusConfig(**fast_args(kl_coef=0.2, kl_in_reward_coef=0.3))
-    with pytest.raises(ValueError, match="use trl_plus.PlusGRPOConfig"):
+    with pytest.raises(ValueError, match="or trl_plus.PlusGRPOConfig for other estimators"):
         ReinforcePlusPlusConfig(**fast_args(advantage_estimator="rloo"))
 
 
@@ -140,7 +139,7 @@ def test_readme_compose_snippet_trains(tiny_model_dir, addition_dataset, fast_ar
     finally:
         ESTIMATORS.pop("median_baseline", None)
     rewards = torch.tensor(sevens(TEXTS))  # 1, 2, 0, 3: median 1 (the lower middle value)
-    torch.testing.assert_close(reached[0], rewards - 1.0)
+    torch.testing.assert_close(reached[0].sort().values, (rewards - 1.0).sort().values)  # rows shuffled by TRL
 
 
 def test_cli_composes_estimator_and_parts(tiny_model_dir, tmp_path):

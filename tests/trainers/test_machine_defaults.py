@@ -35,11 +35,23 @@ def machine_defaults_of(**values):
     return args.bf16, args.use_cpu
 
 
-def test_world_size_without_a_distributed_accelerator_stops(tiny_model_dir, addition_dataset, fast_args, monkeypatch):
+def test_world_size_without_a_distributed_accelerator_stops(tiny_model_dir, addition_dataset, fast_args,
+                                                            monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(RuntimeError, match="set use_cpu=True"):
-        PlusGRPOTrainer(model=tiny_model_dir, reward_funcs=lambda completions, **k: [0.0] * len(completions),
-                        args=PlusGRPOConfig(**fast_args()), train_dataset=addition_dataset())
+        machine.check_world_size(1)
+    machine.check_world_size(2)  # a real 2-process run
+    monkeypatch.delenv("WORLD_SIZE")
+    machine.check_world_size(1)
+    # The trainer runs the check with its accelerator's process count (the environment is left alone here:
+    # accelerate's process state is global and would keep a fake WORLD_SIZE for later tests).
+    from trl_plus.engine import trainer as engine
+
+    seen = []
+    monkeypatch.setattr(engine, "check_world_size", seen.append)
+    PlusGRPOTrainer(model=tiny_model_dir, reward_funcs=lambda completions, **k: [0.0] * len(completions),
+                    args=PlusGRPOConfig(**fast_args()), train_dataset=addition_dataset())
+    assert seen == [1]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only default")

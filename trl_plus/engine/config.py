@@ -44,7 +44,7 @@ class PlusGRPOConfig(GRPOConfig):
     kl_in_loss_estimator: str = field(
         default="k3",
         metadata={"help": "KL estimator of TRL's `beta` term in the loss (TRL: k3), aggregated like the loss for "
-                          "loss_type: 'k1', 'k2', 'k3' or 'abs'."},
+                          "loss_type: 'k1', 'k2', 'k3' or 'abs'. TRL's use_bias_correction_kl applies to k3 only."},
     )
     gamma: float = field(default=1.0, metadata={"help": "Discount of the returns-to-go in [0, 1] (estimators that "
                                                         "compute returns: reinforce_pp, reinforce_pp_baseline)."})
@@ -144,9 +144,6 @@ def check(args: PlusGRPOConfig) -> None:
         if args.loss_type not in SUPPORTED_LOSS_TYPES:
             _fail(f"kl_in_loss_estimator={args.kl_in_loss_estimator!r} does not support loss_type={args.loss_type!r}:"
                   f" use one of {SUPPORTED_LOSS_TYPES}, or kl_in_loss_estimator='k3'.")
-        if args.use_bias_correction_kl:
-            _fail("use_bias_correction_kl applies to TRL's k3 term only: set kl_in_loss_estimator='k3' or "
-                  "use_bias_correction_kl=False.")
     if spec.name == "grpo" and (args.kl_in_reward_coef > 0 or args.reward_clip is not None) and (
             args.scale_rewards == "batch" or args.multi_objective_aggregation == "normalize_then_sum"):
         _fail("advantage_estimator='grpo' with kl_in_reward_coef or reward_clip recomputes the group advantages: set "
@@ -213,7 +210,8 @@ def apply_alias(args, alias: str, target: str) -> None:
     value, current = getattr(args, alias), getattr(args, target)
     if value is not None and value != current:
         if current != type(args).__dataclass_fields__[target].default:
-            _fail(f"{alias}={value!r} and {target}={current!r} are the same setting ({alias} is {type(args).__name__}'s "
+            _fail(f"{alias}={value!r} and {target}={current!r} are the same setting ({alias} is "
+                  f"{type(args).__name__}'s "
                   f"name for {target}) with different values: set only one of them.")
         setattr(args, target, value)
     setattr(args, alias, getattr(args, target))

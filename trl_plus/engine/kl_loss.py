@@ -28,7 +28,8 @@ def aggregate_like_loss(trainer, per_token: torch.Tensor, mask: torch.Tensor, in
     if loss_type == "bnpo":
         return aggregate_loss(per_token, mask, "dapo") / accumulation
     if loss_type == "dr_grpo":
-        return aggregate_loss(per_token, mask, "dr_grpo", max_completion_length=trainer.max_completion_length) / accumulation
+        length = trainer.max_completion_length
+        return aggregate_loss(per_token, mask, "dr_grpo", max_completion_length=length) / accumulation
     if loss_type in ("dapo", "cispo", "vespo"):
         normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / trainer.accelerator.num_processes
         if train:  # `num_items_in_batch` spans the generation batch: rescale it to one accumulation window

@@ -86,7 +86,8 @@ def split_rewards(reward_funcs, process_reward_funcs, args):
     outcome = [f for i, f in enumerate(given) if i not in moved]
     outcome_weights = [float(w) for i, w in enumerate(weights) if i not in moved]
     if not process:
-        raise ValueError("advantage_estimator='process' (ProcessGRPOTrainer) needs at least one process reward function: pass "
+        raise ValueError("advantage_estimator='process' (ProcessGRPOTrainer) needs at least one process reward "
+                         "function: pass "
                          "process_reward_funcs=[...] (a callable returning (offset, reward) steps per completion, "
                          "or a reward_fns name such as 'arithmetic_steps'), or use GRPOTrainer for outcome rewards.")
     if args.outcome_weight > 0 and not outcome:

@@ -159,7 +159,7 @@ class PlusGRPOTrainer(DynamicSampling, GreedyBaseline, GRPOTrainer):
         spec = get_estimator(setting(args, "advantage_estimator"))
         return setting(args, "kl_in_reward_coef") > 0.0 or spec.needs_reference_logps
 
-    # ----- generation and scoring ----------------------------------------------------------------------------------
+    # ----- generation and scoring -------------------------------------------------------------------------------------
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         funcs = self.reward_funcs  # checked for the call: errors name the function and the fix
@@ -204,7 +204,7 @@ class PlusGRPOTrainer(DynamicSampling, GreedyBaseline, GRPOTrainer):
             if borrow:
                 self.beta = 0.0
 
-    # ----- advantages ------------------------------------------------------------------------------------------------
+    # ----- advantages -------------------------------------------------------------------------------------------------
 
     def compute_advantages(self, out: dict[str, Any]) -> torch.Tensor | None:
         """This process's advantages, (B,) or (B, T), from the configured estimator; None keeps TRL's."""
@@ -266,7 +266,7 @@ class PlusGRPOTrainer(DynamicSampling, GreedyBaseline, GRPOTrainer):
             for k, value in enumerate(gathered):
                 logged[len(logged) - len(gathered) + k] = value
 
-    # ----- loss --------------------------------------------------------------------------------------------------------
+    # ----- loss -------------------------------------------------------------------------------------------------------
 
     def _compute_loss(self, model, inputs):
         if self.estimator.loss == "nll":
@@ -276,7 +276,7 @@ class PlusGRPOTrainer(DynamicSampling, GreedyBaseline, GRPOTrainer):
             return loss_with_kl(self, super()._compute_loss, model, inputs, estimator)
         return super()._compute_loss(model, inputs)
 
-    # ----- helpers shared by the parts -----------------------------------------------------------------------------
+    # ----- helpers shared by the parts --------------------------------------------------------------------------------
 
     @property
     def mode(self) -> str:
@@ -352,7 +352,8 @@ class PlusGRPOTrainer(DynamicSampling, GreedyBaseline, GRPOTrainer):
             return
         states = gather_object([state])  # every rank's state, written once by the main one
         if self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            folder = os.path.join(self._get_output_dir(trial=trial), name)
             torch.save({"per_process": states}, os.path.join(folder, STATE_FILE))
 
     def _load_extra_state(self, checkpoint: str | None) -> None:

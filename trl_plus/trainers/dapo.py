@@ -39,7 +39,8 @@ class DAPOConfig(PlusGRPOConfig):
         super().__post_init__()
         if self.epsilon_high is not None and self.epsilon_high < self.epsilon:
             raise ValueError(f"epsilon_high ({self.epsilon_high}) must be >= epsilon ({self.epsilon}): clip-higher "
-                             "widens the upper clip range. Raise epsilon_high (DAPO: 0.28) or lower epsilon (DAPO: 0.2).")
+                             "widens the upper clip range. Raise epsilon_high (DAPO: 0.28) or lower epsilon "
+                             "(DAPO: 0.2).")
 
 
 class DAPOTrainer(PlusGRPOTrainer):

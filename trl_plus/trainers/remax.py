@@ -49,7 +49,8 @@ class ReMaxTrainer(PlusGRPOTrainer):
     """ReMax: `A[b, t] = R[b, t] - r_greedy[prompt(b)]`, no whitening; same arguments as `trl.GRPOTrainer`.
 
     Logs `remax/greedy_reward` (mean reward of the greedy completions), `remax/advantage_mean` (mean advantage over
-    the valid tokens of the batch) and, with `kl_coef > 0`, `remax/kl_reward` (mean per-token KL estimate of the penalty).
+    the valid tokens of the batch) and, with `kl_coef > 0`, `remax/kl_reward` (mean per-token KL estimate of the
+    penalty).
     """
 
     _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "remax"]
