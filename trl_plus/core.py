@@ -535,7 +535,8 @@ def aggregate_loss(
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Name registry (configs name an advantage estimator by string)
+# Name registry of the pure functions. The trainer dispatches on `trl_plus.engine.estimators.ESTIMATORS` (the same
+# names, each entry preparing the inputs of one of these functions), where users register their own estimators.
 
 ESTIMATORS: dict[str, Callable[..., Any]] = {
     "grpo": grpo_advantages,
