@@ -1,5 +1,6 @@
 """Per-step overhead of each trl-plus trainer relative to TRL's GRPOTrainer at identical settings.
 
+`engine` is `PlusGRPOTrainer` with its default estimator (TRL's advantages): the cost of the engine itself.
 Every trainer gets the same tiny model (a fresh copy each), the same prompts (same seed), batch (8 prompts x G=8),
 `max_completion_length`, beta (0) and learning rate. Completion length is pinned: `generation_kwargs=
 {"min_new_tokens": L}` with `L = max_completion_length`, so every completion (sampled, and ReMax's greedy one) is
@@ -26,8 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import StepRunner, machine, make_trainer, md_table, median, pin_threads, write_results
 
-LABELS = ["grpo", "dr_grpo", "dapo", "ps_grpo", "rahf", "reinforce_pp", "reinforce_pp_baseline", "remax"]
-TARGETS = {"dr_grpo": 1.05, "dapo": 1.05, "ps_grpo": 1.05, "rahf": 1.05, "reinforce_pp": 1.35,
+LABELS = ["grpo", "engine", "dr_grpo", "dapo", "ps_grpo", "rahf", "reinforce_pp", "reinforce_pp_baseline", "remax"]
+TARGETS = {"engine": 1.05, "dr_grpo": 1.05, "dapo": 1.05, "ps_grpo": 1.05, "rahf": 1.05, "reinforce_pp": 1.35,
            "reinforce_pp_baseline": 1.35}
 
 
@@ -36,14 +37,24 @@ def build(label: str, model_path, rows, args, work: Path):
 
     from trl_plus.data import to_prompt_dataset
 
+    from trl_plus import algorithms
+
     set_seed(args.seed)
     model = AutoModelForCausalLM.from_pretrained(model_path)
     tok = AutoTokenizer.from_pretrained(model_path)
-    return make_trainer(label, model, tok, to_prompt_dataset(rows, system_prompt=None, conversational=False),
-                        str(work / label), seed=args.seed, prompts_per_step=args.prompts,
-                        num_generations=args.generations, max_completion_length=args.length,
-                        max_steps=args.reps + args.warmup + 5, logging_steps=10**6,
-                        generation_kwargs={"min_new_tokens": args.length})
+    # `grpo` is TRL's own GRPOTrainer (the baseline); `engine` is trl-plus's `grpo`, the engine with TRL's advantages.
+    engine = algorithms.ALGORITHMS["grpo"]
+    if label == "grpo":
+        algorithms.ALGORITHMS["grpo"] = algorithms.Algorithm("grpo", "trl", "GRPOConfig", "GRPOTrainer")
+    try:
+        return make_trainer("grpo" if label == "engine" else label, model, tok,
+                            to_prompt_dataset(rows, system_prompt=None, conversational=False),
+                            str(work / label), seed=args.seed, prompts_per_step=args.prompts,
+                            num_generations=args.generations, max_completion_length=args.length,
+                            max_steps=args.reps + args.warmup + 5, logging_steps=10**6,
+                            generation_kwargs={"min_new_tokens": args.length})
+    finally:
+        algorithms.ALGORITHMS["grpo"] = engine
 
 
 def main() -> None:

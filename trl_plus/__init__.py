@@ -1,4 +1,4 @@
-"""trl-plus: trainers that TRL lacks or does differently, as thin subclasses of TRL 1.16.
+"""trl-plus: one GRPO-family engine on TRL 1.16 whose parts compose, and the named algorithms as its presets.
 
 Trainer and config classes are imported lazily, so `trl-plus --help` and the pure
 functional core do not pay for importing TRL.
@@ -10,6 +10,10 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
+    "PlusGRPOConfig": "trl_plus.engine.config",
+    "PlusGRPOTrainer": "trl_plus.engine.trainer",
+    "register_estimator": "trl_plus.engine.estimators",
+    "EstimatorContext": "trl_plus.engine.estimators",
     "ReinforcePlusPlusConfig": "trl_plus.trainers.reinforce_pp",
     "ReinforcePlusPlusTrainer": "trl_plus.trainers.reinforce_pp",
     "ReMaxConfig": "trl_plus.trainers.remax",

@@ -1,4 +1,5 @@
-"""Algorithm names used by the CLI, the demo and the benchmarks, mapped to config and trainer classes.
+"""Algorithm names used by the CLI, the demo and the benchmarks, mapped to config and trainer classes (presets of
+the engine; `grpo` is the engine itself with TRL's advantages).
 
 Classes are imported on use, so listing names costs nothing.
 """
@@ -26,7 +27,8 @@ class Algorithm:
 ALGORITHMS = {
     a.name: a
     for a in [
-        Algorithm("grpo", "trl", "GRPOConfig", "GRPOTrainer", {}, "TRL's own GRPO (the baseline)"),
+        Algorithm("grpo", "trl_plus.engine.trainer", "PlusGRPOConfig", "PlusGRPOTrainer", {},
+                  "TRL's GRPO through the trl-plus engine: pick any --advantage_estimator and part"),
         Algorithm("dr_grpo", "trl_plus.trainers.dr_grpo", "DrGRPOConfig", "DrGRPOTrainer", {},
                   "Dr. GRPO: no std scaling, constant loss normaliser"),
         Algorithm("dapo", "trl_plus.trainers.dapo", "DAPOConfig", "DAPOTrainer", {},
@@ -64,7 +66,7 @@ def build_trainer(name: str, *, model, reward_funcs, args, process_reward_funcs=
     """
     algo = get_algorithm(name)
     _, trainer_cls = algo.classes()
-    if algo.name == "ps_grpo":
+    if algo.name == "ps_grpo" or getattr(args, "advantage_estimator", None) == "process":
         from reward_fns import is_process_reward
 
         funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
@@ -72,5 +74,5 @@ def build_trainer(name: str, *, model, reward_funcs, args, process_reward_funcs=
             process_reward_funcs = ["arithmetic_steps"]
         kwargs["process_reward_funcs"] = process_reward_funcs
     elif process_reward_funcs:
-        raise ValueError(f"process_reward_funcs only apply to ps_grpo, not {algo.name}.")
+        kwargs["process_reward_funcs"] = process_reward_funcs  # the engine rejects them without a step estimator
     return trainer_cls(model=model, reward_funcs=reward_funcs, args=args, **kwargs)

@@ -1,7 +1,7 @@
 """Functional core of trl-plus: KL estimators, advantage estimators and loss aggregation.
 
 Every function here is a pure function of tensors: no trainer state, no device moves, vectorised over the batch.
-The formulas follow the project specification (`ALGORITHMS.md`); each docstring names its paper.
+Each docstring names its paper; `docs/algorithms.md` explains the algorithms and the choices made here.
 
 Shapes: `B` completions, `T` (right-padded) completion tokens, `mask` is the `(B, T)` completion mask (bool, int or
 float; any non-zero entry is a real token). `group_ids` is a `(B,)` integer tensor naming the group (prompt) of each
@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from trl_plus._core_checks import (
+from trl_plus.core_validation import (
     _check_discount,
     _check_groups,
     _check_mask,
@@ -246,18 +246,16 @@ def _group_stats(values: Tensor, group_ids: Tensor) -> tuple[Tensor, Tensor, Ten
 
 
 def _normalise_in_groups(values: Tensor, group_ids: Tensor, scale: bool, eps: float) -> Tensor:
-    """GRPO normalisation `(v - mean_g) / (std_g + eps)` in float64, with the spec's edge rules (see
-    `grpo_advantages`)."""
-    valid, count, mean, std, flat = _group_stats(values, group_ids)
-    v = values.to(torch.float64)
-    singleton = count == 1
-    # Spec: a group of one has mean 0 and std 1, so its value passes through (as REINFORCE without a baseline).
-    mean = torch.where(singleton, 0.0, mean)
-    std = torch.where(singleton, 1.0, std)
-    adv = v - mean
+    """GRPO normalisation `(v - mean_g) / (std_g + eps)` in float64, with the edge rules of `grpo_advantages`.
+
+    A group with a single valid member is flat by construction (max == min), so it gets 0 with the other flat groups:
+    one value has nothing in its group to be compared with, so it carries no group-relative signal (as in TRL).
+    """
+    valid, _, mean, std, flat = _group_stats(values, group_ids)
+    adv = values.to(torch.float64) - mean
     if scale:
         adv = adv / (std + eps)
-    return torch.where(valid & (singleton | ~flat), adv, 0.0)
+    return torch.where(valid & ~flat, adv, 0.0)
 
 
 def grpo_advantages(rewards: Tensor, group_ids: Tensor, scale: bool = True, eps: float = 1e-6) -> Tensor:
@@ -266,16 +264,15 @@ def grpo_advantages(rewards: Tensor, group_ids: Tensor, scale: bool = True, eps:
 
     Edge cases, in order of precedence:
       - a NaN (unscorable) reward is left out of its group's statistics and gets advantage 0 (as TRL 1.16);
-      - a group with exactly one valid member gets mean 0 and std 1 (the spec's rule), so its advantage is
-        `r / (1 + eps)` (`r` with `scale=False`): a prompt sampled once is trained as plain REINFORCE. TRL 1.16
-        differs here and gives 0: with `num_generations=1` the mean is the reward itself (std set to 0), and a
-        group left with one scored member gets a NaN `nanstd` that its final `nan_to_num` turns into 0;
+      - a group with exactly one valid member (a prompt sampled once, or a group whose other members are all
+        unscorable) gets 0: a single reward has no other member to be compared with, so it carries no
+        group-relative signal. This is TRL 1.16's result too (its `nanstd` of one value is NaN, turned into 0);
       - any other group whose valid rewards are all equal gets exactly 0 (never NaN or a rounding residue).
 
     Args:
         rewards: `(B,)` rewards, NaN for unscorable completions.
         group_ids: `(B,)` integer group of each row (non-contiguous groups allowed).
-        scale: divide by the group std (`False` = TRL's `scale_rewards="none"`, but see the singleton rule).
+        scale: divide by the group std (`False` = TRL's `scale_rewards="none"`).
         eps: added to the std.
 
     Returns:
@@ -406,8 +403,8 @@ def process_advantages(
     """Process-supervised GRPO advantages (DeepSeekMath section 4.1.3, https://huggingface.co/papers/2402.03300).
 
     Step rewards are normalised over all steps of all completions of the group, `r~ = (r - mean) / (std + eps)`,
-    with the same rules as `grpo_advantages` (NaN/None steps excluded and 0, a group with a single step passes
-    through with mean 0 and std 1, an all-equal group gives 0). Then `A[i, t]` is the sum of `r~` over the steps `j`
+    with the same rules as `grpo_advantages` (NaN/None steps excluded and 0, a group with a single valid step gives
+    0, an all-equal group gives 0). Then `A[i, t]` is the sum of `r~` over the steps `j`
     of completion `i` with `index(j) >= t`: tokens after the last step's end get 0, and so does a completion with
     no steps.
 
@@ -538,7 +535,8 @@ def aggregate_loss(
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Name registry (configs name an advantage estimator by string)
+# Name registry of the pure functions. The trainer dispatches on `trl_plus.engine.estimators.ESTIMATORS` (the same
+# names, each entry preparing the inputs of one of these functions), where users register their own estimators.
 
 ESTIMATORS: dict[str, Callable[..., Any]] = {
     "grpo": grpo_advantages,

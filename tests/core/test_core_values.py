@@ -162,8 +162,8 @@ def test_process_values():
     # group 0 steps 1, 0, 0.5: mean 0.5, unbiased std sqrt((0.25+0.25+0)/2) = 0.5 -> normalised 1, -1, 0 (eps = 0)
     # row 0: t=0 gets steps ending at 0 and 2 (1 + -1 = 0); t=1,2 get the step ending at 2 (-1); t=3 is padding
     # row 1: its only step normalises to 0 -> all 0; row 2: no steps -> all 0
-    # group 1: the None step is excluded, leaving one step (2.0): mean 0, std 1 -> 2; it ends at t=1
-    expected = [[0.0, -1.0, -1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [2.0, 2.0, 0.0, 0.0]]
+    # group 1: the None step is excluded, leaving one valid step (2.0): nothing to compare it with -> 0
+    expected = [[0.0, -1.0, -1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
     close(core.process_advantages(step_rewards, step_ends, groups, mask, eps=0.0), expected)
 
 

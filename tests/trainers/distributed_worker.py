@@ -71,6 +71,12 @@ RUNS = {
     "remax": ("remax", {}, scaled_sevens, None, True),
     "rahf": ("rahf", {}, scaled_sevens, None, True),
     "ps_grpo": ("ps_grpo", {}, None, seven_steps, True),
+    # engine combinations (`trl-plus train grpo --advantage_estimator ...`)
+    "rpp_baseline_ds_kl": ("grpo", {"advantage_estimator": "reinforce_pp_baseline", "dynamic_sampling": True,
+                                    "kl_in_reward_coef": 0.01}, scaled_sevens, None, True),
+    "rloo_kl_k2_loss": ("grpo", {"advantage_estimator": "rloo", "kl_in_reward_coef": 0.01, "beta": 0.01,
+                                 "kl_in_loss_estimator": "k2"}, scaled_sevens, None, True),
+    "remax_ds": ("grpo", {"advantage_estimator": "remax", "dynamic_sampling": True}, scaled_sevens, None, True),
 }
 
 

@@ -9,7 +9,7 @@ import reward_fns
 from trl_plus import ProcessGRPOConfig, ProcessGRPOTrainer
 from trl_plus.core import process_advantages
 from trl_plus.tiny import build_tokenizer
-from trl_plus.trainers.steps import (
+from trl_plus.engine.step_offsets import (
     char_to_token,
     check_steps,
     merge_steps,

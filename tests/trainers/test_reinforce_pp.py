@@ -89,7 +89,7 @@ def test_k2_kl_in_the_loss_adds_exactly_beta_times_k2(tiny_model_dir, addition_d
     without = trainer._compute_loss(trainer.model, out)
     mask = out["completion_mask"]
     k2 = kl_penalty(logps(trainer.model, out), out["ref_per_token_logps"], "k2")
-    expected = 0.1 * ((k2 * mask).sum(-1) / mask.sum(-1)).mean()
+    expected = 0.1 * (k2 * mask).sum() / mask.sum()  # aggregated like the loss (loss_type "dapo")
     assert expected > 1e-6
     torch.testing.assert_close(with_kl - without, expected, atol=1e-5, rtol=1e-3)
 

@@ -55,6 +55,10 @@ CASES = {
     "rahf": ("rahf", char_sum, {}),
     "remax": ("remax", char_sum, {}),  # the greedy pass must not disturb the sampling RNG differently on resume
     "ps_grpo": ("ps_grpo", None, {}),  # process reward char_steps
+    # engine combinations: dynamic sampling's RNG with other estimators, KL in the reward
+    "rpp_baseline_ds_kl": ("grpo", third_char_sum, {"advantage_estimator": "reinforce_pp_baseline",
+                                                    "dynamic_sampling": True, "kl_in_reward_coef": 0.01}),
+    "rloo_ds": ("grpo", third_char_sum, {"advantage_estimator": "rloo", "dynamic_sampling": True}),
 }
 
 
@@ -103,7 +107,7 @@ def test_resume_from_checkpoint_2_matches_the_uninterrupted_run(name, tiny_model
         assert_same(resumed[step], full[step])
     # The run really sampled: completions differ between steps (not a constant, pinned batch).
     assert len({full[s]["reward"] for s in full}) > 1 or len({full[s]["loss"] for s in full}) > 1
-    if name == "dapo_dynamic_sampling":
+    if name in ("dapo_dynamic_sampling", "rpp_baseline_ds_kl", "rloo_ds"):
         assert (checkpoint / STATE_FILE).is_file()
         assert sum(full[s]["dapo/gen_rounds"] for s in (3, 4)) > 2  # steps 3-4 drew prompts with DAPO's RNG
 
@@ -130,6 +134,8 @@ ADDED_STATE = {
     "_outcome_columns": CONFIG,
     "_metric_index": CONFIG,  # dapo: index of the dynamic-sampling metric
     "_ds_generator": SAVED,  # dapo: the prompt-drawing RNG -> trl_plus_state.pt
+    "estimator": CONFIG,  # engine: the registered estimator named by advantage_estimator
+    "signal_weights": CONFIG,  # engine: reward weights of the dynamic-sampling filter
 }
 
 

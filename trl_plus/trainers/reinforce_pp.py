@@ -1,15 +1,14 @@
-"""REINFORCE++ and REINFORCE++-baseline on TRL's GRPOTrainer.
+"""REINFORCE++ and REINFORCE++-baseline, presets of the engine (Hu 2025, https://huggingface.co/papers/2501.03262).
 
-REINFORCE++ (Hu 2025, https://huggingface.co/papers/2501.03262) is PPO without a critic: the
-outcome reward sits at the last token, a per-token KL penalty against the reference model is
-part of the *reward*, and the returns-to-go are whitened over the global batch. The loss is
-TRL's PPO-clip loss, fed (B, T) advantages through the `compute_advantages` seam.
+REINFORCE++ is PPO without a critic: the outcome reward sits at the last token, a per-token KL penalty against the
+reference model is part of the *reward*, and the returns-to-go are whitened over the global batch (estimators
+`reinforce_pp` and `reinforce_pp_baseline` in `trl_plus/engine/estimators.py`). The loss is TRL's PPO-clip loss;
+a KL term in the loss (`beta > 0`) may use another estimator than TRL's k3 (`loss_kl_estimator`, e.g. the k2 the
+authors recommend with the baseline), aggregated like the loss.
 
-Overrides:
-- `compute_advantages`: token rewards, returns and global whitening from `trl_plus.core`.
-- `_compute_loss`: only when a KL term in the *loss* uses an estimator other than TRL's k3
-  (REINFORCE++-baseline's recommended k2). TRL hard-codes k3 there, so the loss runs with
-  `beta = 0` and the chosen KL is added from the log-probs TRL's own forward produced.
+The preset keeps its field names as aliases of the engine's: `kl_coef` = `kl_in_reward_coef`, `kl_estimator` =
+`kl_in_reward_estimator`, `loss_kl_estimator` = `kl_in_loss_estimator`, `baseline=True` =
+`advantage_estimator="reinforce_pp_baseline"`.
 """
 
 from __future__ import annotations
@@ -17,123 +16,64 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import torch
-from trl import GRPOConfig
+from trl_plus.engine.config import PlusGRPOConfig, apply_alias, check_kl_aliases
+from trl_plus.engine.trainer import PlusGRPOTrainer
 
-from trl_plus.core import KL_ESTIMATORS, dr_grpo_advantages, kl_penalty, reinforce_pp_advantages, token_level_rewards
-from trl_plus.trainers.base import PlusGRPOTrainer
+ESTIMATORS = ("reinforce_pp", "reinforce_pp_baseline")
 
 
 @dataclass
-class ReinforcePlusPlusConfig(GRPOConfig):
-    """Configuration of `ReinforcePlusPlusTrainer`: `GRPOConfig` plus the REINFORCE++ fields.
+class ReinforcePlusPlusConfig(PlusGRPOConfig):
+    """`PlusGRPOConfig` with REINFORCE++'s defaults (OpenRLHF and the paper): KL coefficient 0.01 with the k1
+    estimator in the reward, `gamma=1`, `reward_clip=10`, PPO clip 0.2 and no KL in the loss (`beta=0`)."""
 
-    Defaults follow OpenRLHF and the paper: `kl_coef=0.01` with the k1 estimator in the reward,
-    `gamma=1`, `reward_clip=10`, PPO clip 0.2 and no KL in the loss (`beta=0`).
-    """
-
-    kl_coef: float = field(
-        default=0.01,
-        metadata={"help": "Coefficient of the per-token KL penalty added to the reward (0 disables it and the "
-                          "reference model)."},
-    )
-    kl_estimator: str = field(
-        default="k1",
-        metadata={"help": "KL estimator in the reward: 'k1', 'k2', 'k3' or 'abs' (Schulman 2020)."},
-    )
-    gamma: float = field(default=1.0, metadata={"help": "Discount of the returns-to-go, in [0, 1]."})
+    advantage_estimator: str = field(default="reinforce_pp", metadata={"help": "'reinforce_pp' or "
+                                                                              "'reinforce_pp_baseline'."})
+    kl_in_reward_coef: float = field(default=0.01, metadata={"help": "Coefficient of the per-token KL penalty in "
+                                                                     "the reward (alias: kl_coef)."})
     reward_clip: float | None = field(
         default=10.0, metadata={"help": "Clip outcome rewards to [-reward_clip, reward_clip]; None disables it."}
     )
+    kl_coef: float | None = field(
+        default=None,
+        metadata={"help": "Alias of kl_in_reward_coef (default 0.01): the per-token KL penalty added to the reward; "
+                          "0 disables it and the reference model."},
+    )
+    kl_estimator: str | None = field(
+        default=None, metadata={"help": "Alias of kl_in_reward_estimator: 'k1' (default), 'k2', 'k3' or 'abs'."}
+    )
+    loss_kl_estimator: str | None = field(
+        default=None,
+        metadata={"help": "Alias of kl_in_loss_estimator: the KL estimator of the KL term in the loss, used when "
+                          "beta > 0 (default 'k3'). The authors recommend 'k2' with baseline=True."},
+    )
     baseline: bool = field(
         default=False,
-        metadata={"help": "REINFORCE++-baseline: subtract the group mean reward from the outcome first "
-                          "(needs num_generations > 1)."},
-    )
-    loss_kl_estimator: str = field(
-        default="k3",
-        metadata={"help": "KL estimator of the KL term in the loss, used when beta > 0. The authors recommend "
-                          "'k2' with baseline=True."},
+        metadata={"help": "REINFORCE++-baseline (= advantage_estimator='reinforce_pp_baseline'): subtract the group "
+                          "mean reward from the outcome first (needs num_generations > 1)."},
     )
 
     def __post_init__(self):
+        check_kl_aliases(self, ("kl_coef", "kl_estimator", "loss_kl_estimator"))
+        apply_alias(self, "kl_coef", "kl_in_reward_coef")
+        apply_alias(self, "kl_estimator", "kl_in_reward_estimator")
+        apply_alias(self, "loss_kl_estimator", "kl_in_loss_estimator")
+        if self.baseline:
+            self.advantage_estimator = "reinforce_pp_baseline"
+        self.baseline = self.advantage_estimator == "reinforce_pp_baseline"
+        if self.advantage_estimator not in ESTIMATORS:
+            raise ValueError(f"ReinforcePlusPlusConfig got advantage_estimator={self.advantage_estimator!r}: use one "
+                             f"of {ESTIMATORS}, or trl_plus.PlusGRPOConfig for other estimators.")
         super().__post_init__()
-        for name in ("kl_estimator", "loss_kl_estimator"):
-            if getattr(self, name) not in KL_ESTIMATORS:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not a KL estimator: use one of {KL_ESTIMATORS}.")
-        if self.kl_coef < 0:
-            raise ValueError(f"kl_coef must be >= 0 (got {self.kl_coef}); use 0 to switch the KL reward off.")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1] (got {self.gamma}); REINFORCE++ uses gamma=1.")
-        if self.reward_clip is not None and self.reward_clip <= 0:
-            raise ValueError(f"reward_clip must be > 0 or None (got {self.reward_clip}).")
 
 
 class ReinforcePlusPlusTrainer(PlusGRPOTrainer):
-    """REINFORCE++ (`baseline=False`) and REINFORCE++-baseline (`baseline=True`).
+    """REINFORCE++ (`baseline=False`) and REINFORCE++-baseline (`baseline=True`); same arguments as `GRPOTrainer`.
 
-    Takes the same arguments as `trl.GRPOTrainer`. Advantages are (B, T):
-    `white(R)` with `R` the returns-to-go of `clip(r)` at the last token minus `kl_coef * KL`
-    on every token, whitened over the batch of all processes
-    (https://huggingface.co/papers/2501.03262). With `baseline=True` the outcome is
-    `r - mean_group(r)` instead of `clip(r)`.
-
-    The reference model is built when `kl_coef > 0` even though `beta = 0` (see `base.py`).
+    Advantages are (B, T): `white(R)` with `R` the returns-to-go of `clip(r)` at the last token minus `kl_coef * KL`
+    on every token, whitened over the batch of all processes. With `baseline=True` the outcome is
+    `r - mean_group(r)` instead of `clip(r)`. The reference model is built when `kl_coef > 0` even though `beta = 0`.
     """
 
     _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "reinforce++"]
     config_class = ReinforcePlusPlusConfig
-
-    def compute_advantages(self, out):
-        mask = self.loss_mask(out)
-        rewards = self.total_rewards()  # (N,) all processes
-        if self.args.reward_clip is not None:
-            rewards = rewards.clamp(-self.args.reward_clip, self.args.reward_clip)
-        if self.args.baseline:
-            outcome = dr_grpo_advantages(rewards, self.group_ids(len(rewards)))
-        else:
-            outcome = rewards
-        local = self.local_rows(mask.size(0))
-        outcome = outcome[local]
-        # Unscorable rows carry no signal: out of the whitening statistics, advantage 0.
-        scored = mask.bool() & ~torch.isnan(rewards[local])[:, None]
-
-        kl = None
-        if self.args.kl_coef > 0:
-            logp_old, logp_ref = self.rollout_logps(out)
-            kl = kl_penalty(logp_old, logp_ref, self.args.kl_estimator)
-            n_tokens = self.reduce_sum(scored.sum().float()).clamp(min=1)
-            self.log_metric("reinforce_pp/kl_reward", self.reduce_sum((kl * scored).sum()) / n_tokens)
-        token_rewards = token_level_rewards(outcome, scored, kl=kl, kl_coef=self.args.kl_coef)
-        advantages = reinforce_pp_advantages(token_rewards, scored, self.args.gamma, reducer=self.reduce_sum)
-        n_rows = self.reduce_sum(torch.tensor(float(len(outcome)), device=outcome.device))
-        self.log_metric("reinforce_pp/outcome_mean", self.reduce_sum(torch.nan_to_num(outcome).sum()) / n_rows)
-        return advantages
-
-    def _compute_loss(self, model, inputs):
-        if self.beta == 0.0 or self.args.loss_kl_estimator == "k3":
-            return super()._compute_loss(model, inputs)
-        # Keep TRL's loss (clip, aggregation, metrics) but without its k3 term, and reuse the log-probs
-        # of its forward pass for the chosen estimator, so no second forward is needed.
-        seen = {}
-        forward = self._get_per_token_logps_and_entropies
-
-        def spy(*args, **kwargs):
-            result = forward(*args, **kwargs)
-            seen["logps"] = result[0]
-            return result
-
-        beta, self.beta = self.beta, 0.0
-        self._get_per_token_logps_and_entropies = spy
-        try:
-            loss = super()._compute_loss(model, inputs)
-        finally:
-            self.beta = beta
-            del self._get_per_token_logps_and_entropies
-        mask = self.loss_mask(inputs)
-        kl = kl_penalty(seen["logps"], inputs["ref_per_token_logps"], self.args.loss_kl_estimator)
-        # Per-sequence token mean, then mean over sequences, scaled for accumulation like TRL's loss.
-        kl_loss = ((kl * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
-        accumulation = self.current_gradient_accumulation_steps if self.mode == "train" else 1
-        self.log_metric("kl", self.accelerator.gather(kl_loss.detach()).mean())
-        return loss + self.beta * kl_loss / accumulation

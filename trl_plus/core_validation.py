@@ -1,4 +1,7 @@
-"""Input validation and small helpers shared by the functions of `trl_plus.core`.
+"""Argument checks of the functional core (`trl_plus.core`): tensor shapes, dtypes and value ranges.
+
+The other kind of input check, of a training setup (config, reward outputs, tokenizer, dataset), is
+`trl_plus.engine.training_checks`.
 
 Every public core function validates shapes up front, so a wrong call fails loudly with both shapes
 named instead of broadcasting silently.

@@ -1,10 +1,11 @@
-"""Row selection and concatenation of the rollout dicts that `GRPOTrainer._generate_and_score_completions`
-returns, for trainers that assemble one training batch out of several generation rounds (DAPO).
+"""Dynamic sampling's batch assembly: row selection and concatenation of the rollout dicts that
+`GRPOTrainer._generate_and_score_completions` returns, to build one training batch out of several generation rounds.
 
 Rounds are padded independently by TRL, so the same key can have a different width in each round: prompts are
-left-padded, completions and per-token tensors right-padded. `concat_rollouts` pads every part to the widest (with TRL's
-own `pad`) and concatenates along the rows. Only the keys TRL emits for text models are supported; multimodal keys (pixel values,
-image grids, ...) raise, because their rows do not line up one-to-one with the completions.
+left-padded, completions and per-token tensors right-padded. `concat_rollouts` pads every part to the widest
+(with TRL's own `pad`) and concatenates along the rows. Only the keys TRL emits for text models are supported;
+multimodal keys (pixel values, image grids, ...) raise, because their rows do not line up one-to-one with the
+completions.
 """
 
 from __future__ import annotations

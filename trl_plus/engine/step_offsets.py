@@ -1,5 +1,5 @@
-"""Pure helpers of process-supervised GRPO: check what a process reward returned, and map step
-character offsets to completion token indices.
+"""Step character offsets -> completion token indices for process rewards, and the check of what a process reward
+returned (`check_steps`, `merge_steps`). Pure functions of token ids, texts and a tokenizer.
 
 Process reward contract (`reward_fns.process`): `f(prompts, completions, **kwargs)` returns one list
 per completion of `(offset, reward)` pairs, `offset` being the index of the step's LAST character in
@@ -90,18 +90,35 @@ def offset_char_ends(tokenizer, completion_ids: Sequence[Sequence[int]], texts: 
     enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
     special = set(tokenizer.all_special_ids)
     result = []
-    for ids, re_ids, offsets in zip(completion_ids, enc["input_ids"], enc["offset_mapping"]):
+    for ids, re_ids, offsets, text in zip(completion_ids, enc["input_ids"], enc["offset_mapping"], texts):
         if [t for t in ids if t not in special] != list(re_ids):
             result.append(None)
             continue
         ends, end, j = [], 0, 0
         for t in ids:
             if t not in special:
-                end = max(end, offsets[j][1])
+                end = max(end, _untrimmed_end(tokenizer, t, text, *offsets[j]))
                 j += 1
             ends.append(end)
         result.append(ends)
     return result
+
+
+def _untrimmed_end(tokenizer, token_id: int, text: str, start: int, end: int) -> int:
+    """The end of a token's span with the trailing spaces that `trim_offsets` cut off put back.
+
+    Byte-level tokenizers (GPT-2, Llama 3, Qwen) report offsets with leading and trailing spaces trimmed, so a
+    token such as "\n " reports only its "\n": its trailing space would be counted to the next token. The token's
+    own decoded text says how many trailing spaces it has; a fully trimmed token (start == end) already reports
+    its end.
+    """
+    if start >= end:
+        return end
+    decoded = tokenizer.decode([token_id])
+    missing = (len(decoded) - len(decoded.rstrip(" "))) - (end - start - len(text[start:end].rstrip(" ")))
+    if missing > 0 and text[end:end + missing] == " " * missing:
+        return end + missing
+    return end
 
 
 def prefix_char_ends(tokenizer, ids: Sequence[int], text: str) -> list[int]:

@@ -1,0 +1,385 @@
+"""`PlusGRPOTrainer`: TRL's `GRPOTrainer` with a registry of advantage estimators and parts that compose.
+
+TRL 1.16's `GRPOTrainer._generate_and_score_completions` generates, scores and computes GRPO advantages in one long
+method. trl-plus never copies it. Instead, read top to bottom:
+
+1. `__init__` picks the estimator (`config.advantage_estimator`, looked up in `estimators.ESTIMATORS`) and prepares
+   what it needs: step rewards (`process_rewards`), the overlong reward (`overlong`), a reference model for a KL
+   term in the reward (`_reference_logps_scope` lends TRL a non-zero `beta` while it builds and runs it).
+2. `_calculate_rewards` wraps TRL's to check every reward function's output and to keep what TRL scored: the
+   rewards of the whole generation batch, gathered from every process, and this process's prompts and
+   completions (`self._scored`).
+3. `_generate_and_score_completions` calls TRL once (`_rollout`), or several times with dynamic sampling
+   (`dynamic_sampling`), then `compute_advantages(out)` builds one `EstimatorContext` (rewards, groups, mask,
+   KL-in-reward, log-probs, greedy baseline, steps, a cross-process reducer) and calls the estimator, which returns
+   this process's advantages, (B,) or (B, T); `_compute_loss` accepts both.
+4. `_compute_loss` is TRL's, except for the NLL of best-of-K (`best_of_k`) and a KL term with another estimator
+   than TRL's k3 (`kl_loss`).
+5. Checkpoints carry the trainer's own state (the dynamic-sampling RNG) and restore it on resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from accelerate.utils import gather_object
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from trl import GRPOTrainer
+
+from trl_plus.engine.training_checks import check_config, check_trainer, checked_reward, warn_if_past_context
+from trl_plus.core import kl_penalty
+from trl_plus.engine import best_of_k
+from trl_plus.engine.config import PlusGRPOConfig, setting
+from trl_plus.engine.dynamic_sampling import DynamicSampling
+from trl_plus.engine.estimators import EstimatorContext, get_estimator
+from trl_plus.engine.greedy_baseline import GreedyBaseline
+from trl_plus.engine.kl_loss import loss_with_kl
+from trl_plus.engine.machine import check_world_size
+from trl_plus.engine.overlong import with_overlong_reward
+from trl_plus.engine.process_rewards import ProcessRewardAdapter, local_step_rows, split_rewards
+
+logger = logging.getLogger(__name__)
+
+# Per-process state a trainer adds to TRL's (see `checkpoint_state`), one file per checkpoint.
+STATE_FILE = "trl_plus_state.pt"
+
+# Any non-zero value makes TRL build and run the reference model; the loss never sees it.
+_REFERENCE_ONLY_BETA = 1.0
+@dataclass
+class Scored:
+    """What TRL scored for the current generation batch (set by `_calculate_rewards`)."""
+
+    inputs: list[dict[str, Any]]  # this process's B rows
+    prompts: list
+    completions: list
+    completion_ids: list[list[int]]
+    rewards_per_func: torch.Tensor  # (N, n_funcs) of every process, NaN where a function abstained
+    steps: list | None = None  # per process reward function: this process's B lists of (offset, reward)
+    local: slice | None = None  # this process's rows of `rewards_per_func`
+
+    def select(self, rows: slice) -> Scored:
+        """Some of this process's rows (`rows` indexes its B rows); `rewards_per_func` keeps only those rows."""
+        return Scored(self.inputs[rows], self.prompts[rows], self.completions[rows], self.completion_ids[rows],
+                      self.rewards_per_func[self.local][rows], None if self.steps is None else
+                      [s[rows] for s in self.steps])
+
+    @staticmethod
+    def join(parts: list[Scored], gather, rank: int) -> Scored:
+        """Concatenate parts of this process (from `select`) and gather `rewards_per_func` over the processes
+        again, so the result has the layout of a single TRL rollout."""
+        def cat(name):
+            return [x for p in parts for x in getattr(p, name)]
+
+        steps = None if parts[0].steps is None else [[x for p in parts for x in p.steps[k]]
+                                                     for k in range(len(parts[0].steps))]
+        local = torch.cat([p.rewards_per_func for p in parts])
+        n = len(local)
+        return Scored(cat("inputs"), cat("prompts"), cat("completions"), cat("completion_ids"), gather(local), steps,
+                      slice(rank * n, (rank + 1) * n))
+
+
+class PlusGRPOTrainer(DynamicSampling, GreedyBaseline, GRPOTrainer):
+    """GRPOTrainer whose advantages come from the estimator registry; same arguments as `trl.GRPOTrainer`, plus the
+    keyword `process_reward_funcs` for estimators that need step rewards (`advantage_estimator='process'`)."""
+
+    _tag_names: ClassVar[list[str]] = ["trl", "trl-plus"]
+    config_class: ClassVar[type] = PlusGRPOConfig  # each preset names its config class
+
+    def __init__(self, model, reward_funcs=None, args=None, *more, process_reward_funcs=None, **kwargs):
+        args = self.resolve_config(model, args)
+        check_config(args)
+        call = inspect.signature(GRPOTrainer.__init__).bind(self, model, reward_funcs, args, *more, **kwargs).arguments
+        call.pop("self")
+        self.estimator = get_estimator(setting(args, "advantage_estimator"))
+        self.process_adapters, self.process_weights = [], []
+        if self.estimator.needs_step_rewards:
+            outcome, outcome_weights, process, self.process_weights = split_rewards(
+                call["reward_funcs"], process_reward_funcs, args)
+            self.process_adapters = [ProcessRewardAdapter(f, _name(f)) for f in process]
+            call["reward_funcs"] = outcome + self.process_adapters
+        elif process_reward_funcs:
+            raise ValueError(f"process_reward_funcs need a step-reward estimator: set advantage_estimator='process' "
+                             f"(ProcessGRPOConfig), not {self.estimator.name!r}, or pass no process_reward_funcs.")
+        if self.estimator.needs_greedy_baseline and call.get("rollout_func") is not None:
+            raise NotImplementedError(f"advantage_estimator={self.estimator.name!r} cannot decode greedily through "
+                                      "a custom rollout_func; remove rollout_func.")
+        if setting(args, "overlong_buffer_len") is not None:
+            call["reward_funcs"], call["reward_processing_classes"], call["args"] = with_overlong_reward(
+                call["reward_funcs"], call.get("reward_processing_classes"), args)
+        args = call["args"]
+        # TRL checks reward_weights against its (outcome + adapter) list: lend it None, set the weights after.
+        saved_weights = args.reward_weights
+        if self.process_adapters:
+            args.reward_weights = None
+        borrow = self._needs_reference_logps(args) and args.beta == 0.0
+        if borrow:
+            args.beta = _REFERENCE_ONLY_BETA
+        try:
+            super().__init__(**call)
+        finally:
+            args.beta = 0.0 if borrow else args.beta
+            args.reward_weights = saved_weights
+        self.beta = self.args.beta
+        check_world_size(self.accelerator.num_processes)
+        self._scored: Scored | None = None
+        self._outcome_columns = list(range(len(self.reward_funcs)))
+        self.signal_weights = self.reward_weights.clone()  # the dynamic-sampling filter's total
+        if self.process_adapters:
+            n_out = len(outcome)
+            n_proc = len(self.process_adapters)
+            self.reward_weights[:n_out] = torch.tensor(outcome_weights, dtype=torch.float32)
+            self.reward_weights[n_out:n_out + n_proc] = 0.0  # adapters: logged, never in the outcome total
+            self._outcome_columns = [i for i in range(len(self.reward_funcs)) if not n_out <= i < n_out + n_proc]
+            self.signal_weights = self.reward_weights.clone()
+            self.signal_weights[n_out:n_out + n_proc] = torch.tensor(self.process_weights, dtype=torch.float32)
+        self.setup_dynamic_sampling()
+        check_trainer(self)
+
+    @classmethod
+    def resolve_config(cls, model, args):
+        """`args`, or a default `config_class` named after the model; a TypeError for another config class."""
+        if args is None:
+            name = model if isinstance(model, str) else model.config._name_or_path
+            return cls.config_class(f"{name.split('/')[-1]}-{cls.__name__.removesuffix('Trainer')}")
+        if not isinstance(args, cls.config_class):
+            raise TypeError(f"{cls.__name__} needs a {cls.config_class.__name__} (got {type(args).__name__}), so that "
+                            f"its settings are checked: build it with trl_plus.{cls.config_class.__name__}(...).")
+        return args
+
+    @staticmethod
+    def _needs_reference_logps(args) -> bool:
+        """Whether rollouts need reference log-probs although the loss may have no KL term (KL in the reward, or an
+        estimator that asks for them)."""
+        spec = get_estimator(setting(args, "advantage_estimator"))
+        return setting(args, "kl_in_reward_coef") > 0.0 or spec.needs_reference_logps
+
+    # ----- generation and scoring -------------------------------------------------------------------------------------
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        funcs = self.reward_funcs  # checked for the call: errors name the function and the fix
+        self.reward_funcs = [checked_reward(f, name) for f, name in zip(funcs, self.reward_func_names)]
+        try:
+            rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        finally:
+            self.reward_funcs = funcs
+        steps = [a.steps for a in self.process_adapters] if self.process_adapters else None
+        self._scored = Scored(inputs, prompts, completions, completion_ids_list, rewards_per_func, steps,
+                              self.local_rows(len(prompts)))
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        if self.model.training and setting(self.args, "dynamic_sampling"):
+            out = self.sample_dynamically(inputs)
+        else:
+            out = self._rollout(inputs)
+        advantages = self.compute_advantages(out)
+        if advantages is not None:
+            out["advantages"] = advantages
+            self._log_advantages(advantages, self.loss_mask(out))
+        if self.estimator.loss == "nll":
+            out["num_items_in_batch"] = best_of_k.kept_tokens(self, out)  # the NLL normaliser
+        return out
+
+    def _rollout(self, inputs):
+        """One call of TRL's generation, scoring and GRPO advantages."""
+        with self._reference_logps_scope():
+            out = super()._generate_and_score_completions(inputs)
+        warn_if_past_context(self, out["prompt_ids"].size(1))
+        return out
+
+    @contextlib.contextmanager
+    def _reference_logps_scope(self):
+        borrow = self.beta == 0.0 and self._needs_reference_logps(self.args)
+        if borrow:
+            self.beta = _REFERENCE_ONLY_BETA
+        try:
+            yield
+        finally:
+            if borrow:
+                self.beta = 0.0
+
+    # ----- advantages -------------------------------------------------------------------------------------------------
+
+    def compute_advantages(self, out: dict[str, Any]) -> torch.Tensor | None:
+        """This process's advantages, (B,) or (B, T), from the configured estimator; None keeps TRL's."""
+        return self.estimator.fn(self.estimator_context(out))
+
+    def estimator_context(self, out: dict[str, Any]) -> EstimatorContext:
+        """Everything the estimator asked for, for the batch in `out` (see `EstimatorContext`)."""
+        mask = self.loss_mask(out)
+        n_local = mask.size(0)
+        rewards = self.total_rewards()
+        clip = setting(self.args, "reward_clip")
+        if clip is not None:
+            rewards = rewards.clamp(-clip, clip)
+        n = len(rewards)
+        ctx = EstimatorContext(
+            rewards=rewards, rewards_per_func=self._scored.rewards_per_func, reward_func_names=self.reward_func_names,
+            group_ids=self.group_ids(n), local=self.local_rows(n_local), mask=mask, reducer=self.reduce_sum,
+            gather=self.accelerator.gather, log=self.log_metric, args=self.args, trainer=self,
+            kl_coef=setting(self.args, "kl_in_reward_coef"),
+        )
+        if ctx.kl_coef > 0 or self.estimator.needs_reference_logps:
+            ctx.logps, ctx.ref_logps = self.rollout_logps(out)
+        if ctx.kl_coef > 0:
+            ctx.kl = kl_penalty(ctx.logps, ctx.ref_logps, setting(self.args, "kl_in_reward_estimator"))
+            valid = ctx.scored_mask()
+            totals = self.reduce_sum(torch.stack([torch.where(valid, ctx.kl, 0.0).sum(), valid.sum().to(ctx.kl.dtype)]))
+            family = self.estimator.name.removesuffix("_baseline")  # e.g. reinforce_pp/kl_reward, remax/kl_reward
+            self.log_metric(f"{family}/kl_reward", (totals[0] / totals[1].clamp(min=1)).item())
+        if self.estimator.needs_greedy_baseline:
+            _, per_group = self.greedy_baseline(n_local)
+            greedy = per_group[ctx.group_ids]
+            ctx.greedy_rewards = greedy if clip is None else greedy.clamp(-clip, clip)
+        if self.estimator.needs_step_rewards:
+            rows = self._gather_rows(self._local_step_rows())
+            ctx.step_token_ends, ctx.step_rewards = [r[0] for r in rows], [r[1] for r in rows]
+            ctx.completion_lengths = torch.tensor([r[2] for r in rows], device=mask.device)
+            ctx.group_ids = self.group_ids(len(rows))  # the gathered step rows (N of them)
+        return ctx
+
+    def _local_step_rows(self) -> list[tuple[list[int], list[float | None], int]]:
+        """This process's B rows: (token index of each step's end, step rewards, completion length in tokens)."""
+        return local_step_rows(self, self._scored)
+
+    def _gather_rows(self, rows: list) -> list:
+        """The rows of every process, concatenated in process order (TRL's order of the gathered rewards)."""
+        return gather_object(rows) if self.accelerator.num_processes > 1 else rows
+
+    def _log_advantages(self, advantages: torch.Tensor, mask: torch.Tensor) -> None:
+        """Show the advantages actually trained on in TRL's completions table (TRL logged GRPO's).
+
+        For (B, T) advantages a row shows its first valid token's value.
+        """
+        if advantages.dim() == 2:
+            first = mask.long().argmax(dim=1)
+            advantages = advantages.gather(1, first[:, None]).squeeze(1) * mask.any(dim=1)
+        gathered = self.accelerator.gather(advantages.detach().float()).tolist()
+        logged = self._logs["advantages"]
+        if len(logged) >= len(gathered):
+            for k, value in enumerate(gathered):
+                logged[len(logged) - len(gathered) + k] = value
+
+    # ----- loss -------------------------------------------------------------------------------------------------------
+
+    def _compute_loss(self, model, inputs):
+        if self.estimator.loss == "nll":
+            return best_of_k.nll_loss(self, model, inputs)
+        estimator = setting(self.args, "kl_in_loss_estimator")
+        if self.beta != 0.0 and estimator != "k3":
+            return loss_with_kl(self, super()._compute_loss, model, inputs, estimator)
+        return super()._compute_loss(model, inputs)
+
+    # ----- helpers shared by the parts --------------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        return "train" if self.model.training else "eval"
+
+    @property
+    def group_size(self) -> int:
+        return self.num_generations if self.mode == "train" else self.num_generations_eval
+
+    def total_rewards(self, rewards_per_func: torch.Tensor | None = None, weights: torch.Tensor | None = None):
+        """Weighted sum of the reward functions, (N,); NaN where every function abstained."""
+        rpf = self._scored.rewards_per_func if rewards_per_func is None else rewards_per_func
+        weights = self.reward_weights if weights is None else weights
+        rewards = (rpf * weights.to(rpf.device).unsqueeze(0)).nansum(dim=1)
+        rewards[torch.isnan(rpf).all(dim=1)] = torch.nan
+        return rewards
+
+    def group_ids(self, n: int) -> torch.Tensor:
+        """Group index of each gathered row: TRL's sampler puts the G copies of a prompt side by side."""
+        return torch.arange(n, device=self.accelerator.device) // self.group_size
+
+    def local_rows(self, n_local: int) -> slice:
+        """The rows of the gathered batch that belong to this process."""
+        start = self.accelerator.process_index * n_local
+        return slice(start, start + n_local)
+
+    def reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum a tensor over processes (the `reducer` of the functional core)."""
+        if self.accelerator.num_processes == 1:
+            return t
+        return self.accelerator.reduce(t, reduction="sum")
+
+    def rollout_logps(self, out: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token log-probs of the sampled tokens under the rollout policy and the reference, (B, T).
+
+        TRL skips the rollout policy's pass when training is on-policy (the loss then reuses its own forward), so it
+        is computed here with TRL's helper when missing.
+        """
+        old = out.get("old_per_token_logps")
+        if old is None:
+            ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+            mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+            batch_size = (self.args.per_device_train_batch_size if self.mode == "train"
+                          else self.args.per_device_eval_batch_size)
+            with torch.no_grad():
+                old, _, _ = self._get_per_token_logps_and_entropies(
+                    self.model, ids, mask, out["completion_ids"].size(1), batch_size=batch_size)
+        return old, out.get("ref_per_token_logps")
+
+    def log_metric(self, name: str, value: float) -> None:
+        self._metrics[self.mode][name].append(float(value))
+
+    def loss_mask(self, out: dict[str, Any]) -> torch.Tensor:
+        mask = out["completion_mask"]
+        return mask * out["tool_mask"] if "tool_mask" in out else mask
+
+    # ----- state trl-plus adds, saved with every checkpoint and restored on resume ---------------------------------
+
+    def checkpoint_state(self) -> dict | None:
+        """This process's extra state (the dynamic-sampling RNG), or None when there is none."""
+        if not setting(self.args, "dynamic_sampling"):
+            return None
+        return self.dynamic_sampling_state()
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        """Restore what `checkpoint_state` returned."""
+        self.load_dynamic_sampling_state(state)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        state = self.checkpoint_state()
+        if state is None:  # the same on every rank: it depends on the config only
+            return
+        states = gather_object([state])  # every rank's state, written once by the main one
+        if self.args.should_save:
+            name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            folder = os.path.join(self._get_output_dir(trial=trial), name)
+            torch.save({"per_process": states}, os.path.join(folder, STATE_FILE))
+
+    def _load_extra_state(self, checkpoint: str | None) -> None:
+        path = None if checkpoint is None else os.path.join(checkpoint, STATE_FILE)
+        if path is None or not os.path.isfile(path):
+            return
+        states = torch.load(path, weights_only=True)["per_process"]
+        if len(states) != self.accelerator.num_processes:
+            logger.warning(f"{path} holds the state of {len(states)} processes, but this run has "
+                           f"{self.accelerator.num_processes}: the trl-plus state starts afresh.")
+            return
+        self.load_checkpoint_state(states[self.accelerator.process_index])
+
+    # Transformers calls `_load_rng_state(checkpoint)` when resuming, but not with `ignore_data_skip` mid-epoch;
+    # `_load_optimizer_and_scheduler(checkpoint)` runs on every resume. Loading twice is harmless (same file,
+    # nothing happens in between).
+    def _load_rng_state(self, checkpoint):
+        super()._load_rng_state(checkpoint)
+        self._load_extra_state(checkpoint)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        self._load_extra_state(checkpoint)
+
+
+def _name(fn) -> str:
+    from trl.trainer.utils import get_callable_name
+
+    return get_callable_name(fn)
