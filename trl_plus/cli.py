@@ -17,6 +17,7 @@ COMMANDS = {
     "eval": "trl_plus.commands.evaluate",
     "demo": "trl_plus.commands.demo",
     "tiny-model": "trl_plus.commands.tiny_model",
+    "real-model": "trl_plus.commands.real_model",
 }
 
 
