@@ -44,14 +44,14 @@ STAGES = ["base", "sft", "rl"]
 def settings(args) -> dict:
     full = {
         "n_eval": args.n_eval, "eval_batch": 34, "max_new_tokens": 200,
-        "sft_rows": 960, "sft_steps": 120, "sft_batch": 8, "sft_lr": 5e-4, "sft_max_length": 448,
+        "sft_rows": 128, "sft_steps": 32, "sft_batch": 4, "sft_lr": 1e-3, "sft_max_length": 384,
         "rl_algo": args.rl_algo, "rl_steps": args.rl_steps, "rl_prompts_per_step": 2, "rl_generations": 4,
         "rl_max_completion": 200, "rl_lr": 2e-5, "rl_temperature": 0.7,
         "lora_r": 16, "lora_alpha": 32, "seed": 0,
     }
     if args.tiny:
-        full.update(n_eval=4, eval_batch=4, max_new_tokens=16, sft_rows=8, sft_steps=2, sft_batch=2, rl_steps=1,
-                    rl_max_completion=16, sft_max_length=256)
+        full.update(n_eval=2, eval_batch=2, max_new_tokens=8, sft_rows=8, sft_steps=2, sft_batch=2, rl_steps=1,
+                    rl_max_completion=16, sft_max_length=256, rl_prompts_per_step=1, rl_generations=2)
     return full
 
 
@@ -83,10 +83,15 @@ def evaluate_point(name: str, model_dir: Path, work: Path, data_dir: Path, s: di
     import reward_fns
     from eval.harness import evaluate
 
-    log(f"{name}: gsm8k_reasoning on {s['n_eval']} test problems")
-    start = time.perf_counter()
-    out = evaluate(str(model_dir), "gsm8k_reasoning", limit=s["n_eval"], data_dir=data_dir,
-                   batch_size=s["eval_batch"], max_gen_toks=s["max_new_tokens"], log_samples=True)
+    raw = work / f"lm_eval_{name}.json"  # saved first: a failure below never costs the generation again
+    if not raw.is_file():
+        log(f"{name}: gsm8k_reasoning on {s['n_eval']} test problems")
+        start = time.perf_counter()
+        out = evaluate(str(model_dir), "gsm8k_reasoning", limit=s["n_eval"], data_dir=data_dir,
+                       batch_size=s["eval_batch"], max_gen_toks=s["max_new_tokens"], log_samples=True)
+        keep = {"metrics": out["metrics"], "samples": out["samples"], "seconds": round(time.perf_counter() - start)}
+        raw.write_text(json.dumps(keep, default=str))
+    out = json.loads(raw.read_text())
     metrics = out["metrics"]["gsm8k_reasoning"]
     samples = sorted(out["samples"]["gsm8k_reasoning"], key=lambda x: x["doc_id"])
     texts = [x["resps"][0][0] for x in samples]
@@ -102,7 +107,7 @@ def evaluate_point(name: str, model_dir: Path, work: Path, data_dir: Path, s: di
         "strict": metrics["exact_match,strict-match"], "strict_stderr": metrics["exact_match_stderr,strict-match"],
         "flexible": metrics["exact_match,flexible-extract"],
         "flexible_stderr": metrics["exact_match_stderr,flexible-extract"],
-        "seconds": round(time.perf_counter() - start, 1),
+        "seconds": out["seconds"],
         "eval_command": f"trl-plus eval {model_dir.name} --tasks gsm8k_reasoning --data-dir DATA_DIR --limit "
                         f"{s['n_eval']} --batch-size {s['eval_batch']} --max-gen-toks {s['max_new_tokens']}",
         "examples": [{"question": x["doc"]["question"], "completion": t} for x, t in zip(samples[:3], texts[:3])],
@@ -141,8 +146,8 @@ def sft_stage(base: Path, work: Path, data_dir: Path, s: dict) -> Path:
     dataset = to_sft_dataset(rows).remove_columns("answer")
     config = SFTConfig(
         output_dir=str(work / "sft_run"), max_steps=s["sft_steps"], per_device_train_batch_size=s["sft_batch"],
-        learning_rate=s["sft_lr"], lr_scheduler_type="cosine", warmup_steps=max(1, s["sft_steps"] // 20),
-        logging_steps=5, save_strategy="no", report_to=[], bf16=False, seed=s["seed"],
+        learning_rate=s["sft_lr"], lr_scheduler_type="cosine", warmup_steps=max(1, s["sft_steps"] // 16),
+        logging_steps=4, save_strategy="no", gradient_checkpointing=False, report_to=[], bf16=False, seed=s["seed"],
         max_length=s["sft_max_length"], completion_only_loss=True, dataloader_num_workers=0,
     )
     peft = LoraConfig(r=s["lora_r"], lora_alpha=s["lora_alpha"], target_modules="all-linear", task_type="CAUSAL_LM")
@@ -178,7 +183,7 @@ def rl_stage(sft: Path, work: Path, data_dir: Path, s: dict) -> Path:
            "--learning_rate", str(s["rl_lr"]), "--temperature", str(s["rl_temperature"]),
            "--use_peft", "--lora_r", str(s["lora_r"]), "--lora_alpha", str(s["lora_alpha"]),
            "--lora_target_modules", "all-linear", "--output_dir", str(run_dir), "--save_steps", "2",
-           "--logging_steps", "1", "--report_to", "none", "--seed", str(s["seed"]),
+           "--logging_steps", "1", "--report_to", "none", "--seed", str(s["seed"]), "--gradient_checkpointing", "False",
            "--report_json", str(work / "rl_train.json")]
     checkpoints = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     if checkpoints:
@@ -243,7 +248,7 @@ def main(argv=None) -> int:
     p.add_argument("--stage", choices=[*STAGES, "all", "report"], default="all")
     p.add_argument("--n-eval", type=int, default=100, help="held-out test problems per point (default 100)")
     p.add_argument("--rl-algo", default="grpo", help="trl-plus algorithm for the RL stage (default grpo)")
-    p.add_argument("--rl-steps", type=int, default=12, help="RL optimizer steps (default 12)")
+    p.add_argument("--rl-steps", type=int, default=8, help="RL optimizer steps (default 8)")
     p.add_argument("--tiny", action="store_true", help="dry run: a few problems and tokens; no results file")
     args = p.parse_args(argv)
     s = settings(args)
