@@ -27,7 +27,7 @@ TARGETS = ["q_proj", "v_proj"]
 def checksum(prompts=None, completions=None, **kwargs):
     from reward_fns import completion_text
 
-    return [float(sum(map(ord, completion_text(c))) % 97) for c in completions]
+    return [float(sum(map(ord, completion_text(c))) % 97) / 97 for c in completions]
 
 
 def packed(model) -> dict:

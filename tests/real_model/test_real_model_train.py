@@ -1,9 +1,10 @@
 """Every algorithm trains a step on the real SmolLM2-135M-Instruct, through the CLI and through Python, with the
 model's own chat template, and saves a checkpoint that reloads to exactly the trained weights.
 
-Kept cheap: 1 step, 1 prompt x 2 completions of at most 8 tokens, short synthetic problems.
-The reward (a checksum of the completion's characters) differs between two different completions, so every
-algorithm gets a non-zero advantage and the weights must move.
+Kept cheap: 1 step, 1 prompt x 2 completions of at most 8 tokens, short synthetic problems. The reward, a
+checksum of the completion's characters in [0, 1) (below REINFORCE++'s reward clip of 10, which would make
+larger rewards equal), differs between two different completions, so every algorithm gets a non-zero
+advantage and the weights must move.
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ CHAT_PROMPT_START = "<|im_start|>system\n" + SYSTEM_PROMPT + "<|im_end|>\n<|im_s
 
 
 def checksum(prompts=None, completions=None, **kwargs):
-    return [float(sum(map(ord, reward_fns.completion_text(c))) % 97) for c in completions]
+    return [float(sum(map(ord, reward_fns.completion_text(c))) % 97) / 97 for c in completions]
 
 
 def checksum_step(prompts=None, completions=None, **kwargs):
     """Process reward: the whole completion is one step."""
     texts = [reward_fns.completion_text(c) for c in completions]
-    return [[(len(t) - 1, float(sum(map(ord, t)) % 97))] if t else [] for t in texts]
+    return [[(len(t) - 1, float(sum(map(ord, t)) % 97) / 97)] if t else [] for t in texts]
 
 
 reward_fns.register("real_model_test_checksum", checksum, overwrite=True)
