@@ -93,7 +93,8 @@ def evaluate_point(name: str, model_dir: Path, work: Path, data_dir: Path, s: di
         raw.write_text(json.dumps(keep, default=str))
     out = json.loads(raw.read_text())
     metrics = out["metrics"]["gsm8k_reasoning"]
-    samples = sorted(out["samples"]["gsm8k_reasoning"], key=lambda x: x["doc_id"])
+    # lm-eval logs each document once per filter (strict, flexible); the generation is the same.
+    samples = sorted({x["doc_id"]: x for x in out["samples"]["gsm8k_reasoning"]}.values(), key=lambda x: x["doc_id"])
     texts = [x["resps"][0][0] for x in samples]
     answers = [x["doc"]["answer"] for x in samples]
     closed = [t + "</answer>" if "<answer>" in t else t for t in texts]
