@@ -22,6 +22,7 @@ COMMANDS = {
     "eval": "trl_plus.commands.evaluate",
     "demo": "trl_plus.commands.demo",
     "tiny-model": "trl_plus.commands.tiny_model",
+    "real-model": "trl_plus.commands.real_model",
 }
 
 # Spellings users bring from other tools, mapped to ours, for "did you mean".
