@@ -161,7 +161,10 @@ def _check_paths(script, config):
 
 def run(args) -> int:
     from trl_plus.cli import UserError
+    from trl_plus.commands import listwise  # listwise preferences (issue 16): own data and options
 
+    if listwise.handles(args.algo):
+        return listwise.run(args.algo, args.rest)
     if args.help or args.algo is None:
         args._parser.print_help()
         args._parser.exit(0 if args.help else 2)

@@ -86,8 +86,9 @@ class PlackettLuceRewardTrainer(RewardTrainer):
         list_mask = inputs["list_mask"]
         rewards = to_lists(outputs.logits.squeeze(-1), list_mask)  # (B, K_max), best first
         loss = plackett_luce_nll(rewards, list_mask, self.args.top_k, inputs["levels"]).mean()
-        if self.args.center_rewards_coefficient is not None:  # TRL's centring, over the real completions
-            loss = loss + self.args.center_rewards_coefficient * rewards[list_mask].pow(2).mean()
+        if self.args.center_rewards_coefficient is not None:
+            # TRL's centring term mean((r_chosen + r_rejected)^2), with the sum taken over each row's list
+            loss = loss + self.args.center_rewards_coefficient * rewards.sum(-1).pow(2).mean()
         self._log_listwise_metrics(mode, rewards.detach(), list_mask, inputs)
         return (loss, outputs) if return_outputs else loss
 
