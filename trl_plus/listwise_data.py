@@ -162,6 +162,29 @@ class ListwiseCollator:
         return out
 
 
+class ListwiseDataMixin:
+    """The data seams both listwise trainers share; put it before the TRL trainer in the bases.
+
+    `_prepare_dataset` tokenises with the TRL trainer's own `_prepare_dataset` (see `tokenize_listwise`), and
+    `_use_listwise_collator` replaces the pair collator TRL builds when the user passed none.
+    """
+
+    listwise_columns: tuple[str, ...] = ("completion_ids", "levels")
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        prepare = super()._prepare_dataset
+        return tokenize_listwise(dataset, lambda pairs: prepare(pairs, processing_class, args, dataset_name),
+                                 args.top_k)
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = list(self.listwise_columns)
+
+    def _use_listwise_collator(self, pad_token_id: int, max_length: int | None = None) -> None:
+        self.data_collator = ListwiseCollator(pad_token_id=pad_token_id, max_length=max_length,
+                                              pad_to_multiple_of=self.args.pad_to_multiple_of)
+
+
 def to_lists(flat: torch.Tensor, list_mask: torch.Tensor) -> torch.Tensor:
     """Scatter per-sequence values `(N,)` back to `(B, K_max)` rows (zeros at padding), undoing the collator."""
     return flat.new_zeros(list_mask.shape).masked_scatter(list_mask.to(flat.device), flat)

@@ -141,7 +141,8 @@ def test_peft_reference_is_the_base_model(tiny_model_dir, tmp_path):
     [
         ([{"prompt": "p", "completions": ["a", "b"], "ranking": [0, 0]}], None, "row 0: ranking [0, 0] is not a"),
         ([LISTS[1], {"prompt": "p", "completions": ["a"], "ranking": [0]}], None, "row 1: has K=1"),
-        ([LISTS[1], {"prompt": "p", "completions": ["a", ""], "ranking": [0, 1]}], None, "row 1: completion 1 is empty"),
+        ([LISTS[1], {"prompt": "p", "completions": ["a", ""], "ranking": [0, 1]}], None,
+         "row 1: completion 1 is empty"),
         ([{"prompt": "p", "completions": ["a", "b"], "scores": [float("nan"), 1.0]}], None, "row 0: scores [nan, 1.0]"),
         ([LISTS[0], LISTS[1]], 3, "row 1: top_k=3 is larger than its K=2"),
         ([{"prompt": "p", "chosen": "a", "rejected": "b"}], None, "missing column(s) ['completions']"),

@@ -39,8 +39,8 @@ def test_k2_equals_trl_bradley_terry(tiny_model_dir, tmp_path, center):
     pairs = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in PAIRS]
     lists = [{"prompt": p, "completions": [r, c], "ranking": [1, 0]} for p, c, r in PAIRS]
     # both trainers seed before loading, so the fresh reward heads are identical
-    trl_trainer = RewardTrainer(model=tiny_model_dir, args=args(tmp_path, RewardConfig, center_rewards_coefficient=center),
-                                train_dataset=Dataset.from_list(pairs))
+    trl_args = args(tmp_path, RewardConfig, center_rewards_coefficient=center)
+    trl_trainer = RewardTrainer(model=tiny_model_dir, args=trl_args, train_dataset=Dataset.from_list(pairs))
     ours = PlackettLuceRewardTrainer(model=tiny_model_dir, args=args(tmp_path, center_rewards_coefficient=center),
                                      train_dataset=Dataset.from_list(lists))
     trl_loss = trl_trainer.compute_loss(trl_trainer.model, first_batch(trl_trainer, 3))

@@ -6,7 +6,7 @@ ranking of the K completions under these scores (the DPO paper's appendix A.3, e
 sigmoid DPO loss.
 
 A subclass of TRL's `DPOTrainer` that overrides only the data seams (`_prepare_dataset`, the collator, the signature
-columns) and the loss (`_compute_loss`). The reference log-probabilities come from TRL's own
+columns, shared in `ListwiseDataMixin`) and the loss (`_compute_loss`). The reference log-probabilities come from TRL's own
 `compute_ref_log_probs`, so the reference model, PEFT (adapters disabled as the reference) and QLoRA behave as in
 `DPOTrainer`.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from trl import DPOConfig, DPOTrainer
 
-from trl_plus.listwise_data import ListwiseCollator, to_lists, tokenize_listwise
+from trl_plus.listwise_data import ListwiseDataMixin, to_lists
 from trl_plus.plackett_luce import plackett_luce_nll
 from trl_plus.trainers.pl_reward import default_bf16
 
@@ -60,7 +60,7 @@ class ListwiseDPOConfig(DPOConfig):
         super().__post_init__()
 
 
-class ListwiseDPOTrainer(DPOTrainer):
+class ListwiseDPOTrainer(ListwiseDataMixin, DPOTrainer):
     """DPO on listwise preferences with the Plackett-Luce loss; takes `DPOTrainer`'s arguments.
 
     Example:
@@ -71,6 +71,7 @@ class ListwiseDPOTrainer(DPOTrainer):
     """
 
     _tag_names = ["trl", "dpo", "trl-plus", "listwise-dpo"]
+    listwise_columns = ("prompt_ids", "completion_ids", "levels")
     _name = "Listwise DPO"
 
     def __init__(self, model, ref_model=None, args: ListwiseDPOConfig | None = None, data_collator=None, *a, **kw):
@@ -80,18 +81,8 @@ class ListwiseDPOTrainer(DPOTrainer):
             raise TypeError(f"ListwiseDPOTrainer needs a ListwiseDPOConfig, got {type(args).__name__}.")
         super().__init__(model, ref_model, args, data_collator, *a, **kw)
         if data_collator is None:  # TRL built its pair collator; listwise batches need ours
-            self.data_collator = ListwiseCollator(
-                pad_token_id=self._tokenizer.pad_token_id, max_length=args.max_length,
-                pad_to_multiple_of=args.pad_to_multiple_of,
-            )
+            self._use_listwise_collator(self._tokenizer.pad_token_id, args.max_length)
 
-    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-        prepare = super()._prepare_dataset
-        return tokenize_listwise(dataset, lambda pairs: prepare(pairs, processing_class, args, dataset_name), args.top_k)
-
-    def _set_signature_columns_if_needed(self):
-        if self._signature_columns is None:
-            self._signature_columns = ["prompt_ids", "completion_ids", "levels"]
 
     def _sequence_logps(self, model, inputs):
         """Summed completion log-probs `(N,)` of the policy, and its fused-head outputs (TRL's forward)."""
@@ -106,7 +97,8 @@ class ListwiseDPOTrainer(DPOTrainer):
         sequences = {key: inputs[key] for key in SEQUENCE_KEYS}
         logps, outputs = self._sequence_logps(model, sequences)
         # TRL's reference pass (ref model, or the PEFT model with its adapter disabled); it returns two halves
-        ref_logps = torch.cat(self.compute_ref_log_probs(self.model if self.ref_model is None else self.ref_model, sequences))
+        ref = self.model if self.ref_model is None else self.ref_model
+        ref_logps = torch.cat(self.compute_ref_log_probs(ref, sequences))
         list_mask = inputs["list_mask"]
         scores = to_lists(self.beta * (logps - ref_logps.to(logps.device)), list_mask)  # (B, K_max), best first
         loss = plackett_luce_nll(scores, list_mask, self.args.top_k, inputs["levels"]).mean()

@@ -6,7 +6,7 @@ https://huggingface.co/papers/2203.02155, https://huggingface.co/papers/2305.182
 the Bradley-Terry loss of TRL's `RewardTrainer`.
 
 A subclass of TRL's `RewardTrainer` that overrides only the data seams (`_prepare_dataset`, the collator, the
-signature columns) and `compute_loss`; model loading, PEFT and QLoRA are TRL's.
+signature columns, shared in `ListwiseDataMixin`) and `compute_loss`; model loading, PEFT and QLoRA are TRL's.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from trl import RewardConfig, RewardTrainer
 
-from trl_plus.listwise_data import ListwiseCollator, to_lists, tokenize_listwise
+from trl_plus.listwise_data import ListwiseDataMixin, to_lists
 from trl_plus.plackett_luce import plackett_luce_nll
 
 
@@ -49,7 +49,7 @@ class PlackettLuceRewardConfig(RewardConfig):
         super().__post_init__()
 
 
-class PlackettLuceRewardTrainer(RewardTrainer):
+class PlackettLuceRewardTrainer(ListwiseDataMixin, RewardTrainer):
     """Reward-model training on listwise preferences with the Plackett-Luce loss; takes `RewardTrainer`'s arguments.
 
     Example:
@@ -69,16 +69,7 @@ class PlackettLuceRewardTrainer(RewardTrainer):
             raise TypeError(f"PlackettLuceRewardTrainer needs a PlackettLuceRewardConfig, got {type(args).__name__}.")
         super().__init__(model, args, data_collator, *a, **kw)
         if data_collator is None:  # TRL built its pair collator; listwise batches need ours
-            self.data_collator = ListwiseCollator(pad_token_id=self.processing_class.pad_token_id,
-                                                  pad_to_multiple_of=args.pad_to_multiple_of)
-
-    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-        prepare = super()._prepare_dataset
-        return tokenize_listwise(dataset, lambda pairs: prepare(pairs, processing_class, args, dataset_name), args.top_k)
-
-    def _set_signature_columns_if_needed(self):
-        if self._signature_columns is None:
-            self._signature_columns = ["completion_ids", "levels"]
+            self._use_listwise_collator(self.processing_class.pad_token_id)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
