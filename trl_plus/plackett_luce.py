@@ -49,7 +49,8 @@ def plackett_luce_nll(
 
     Row b contributes sum_{k < min(top_k, K_b)} [logsumexp(s_{g(k)..K_b}) - s_k], where K_b is its number of real
     responses and g(k) the first position of k's tie group (g(k) = k without ties). `top_k` keeps only the first
-    `top_k` factors (a truncated ranking: only the best few positions are trusted); None keeps all. The last
+    `top_k` factors (a truncated ranking: only the best few positions are trusted); None keeps all. A tie group
+    that starts within the first `top_k` positions is kept whole, so a cut never ranks tied responses. The last
     factor of an untied row is always 1, so `top_k = K - 1` and `top_k = K` give the same loss.
 
     Raises ValueError for a bad shape, a mask that is not a prefix, fewer than 2 real responses in a row, non-finite
@@ -90,6 +91,7 @@ def plackett_luce_nll(
             raise ValueError("levels must be non-decreasing along each row (best first, ties equal).")
         start = torch.searchsorted(levels.contiguous(), levels.contiguous(), right=False)
     denominators = reverse_cumulative_logsumexp(scores, mask).gather(-1, start)
-    counted = mask & (positions < (K if top_k is None else top_k))
+    # a tie group that starts inside the first top_k positions counts whole: cutting it would rank its members
+    counted = mask & (start < (K if top_k is None else top_k))
     per_factor = (denominators - scores).masked_fill(~counted, 0.0)
     return per_factor.sum(-1)

@@ -47,13 +47,17 @@ def close(actual, expected, atol=1e-5):
         # top_k with variable K, each row keeps its first 2 factors: L(3,1,0,-1) - 3 = 0.185182 plus
         # L(1,0,-1) - 1 = 0.407606; the K = 2 row has one informative factor, L(0, 2) - 0
         ([[3.0, 1.0, 0.0, -1.0], [0.0, 2.0, PAD, PAD]], [[1, 1, 1, 1], [1, 1, 0, 0]], 2, None, [0.592788, 2.126928]),
+        # top_k = 1 cutting a tie at the top keeps the whole tie group: 2 * (L(1,1,0) - 1), as without top_k
+        ([[1.0, 1.0, 0.0]], None, 1, [[0, 0, 1]], [1.723990]),
+        # top_k = 1 before a tie group: only L(2,1,1,0) - 2
+        ([[2.0, 1.0, 1.0, 0.0]], None, 1, [[0, 1, 1, 2]], [0.626523]),
         # large scores without overflow: L(1e4, 0) - 1e4 = log(1 + e^-1e4) = 0; L(0, 1e4) - 0 = 1e4
         ([[1e4, 0.0], [0.0, 1e4]], None, None, None, [0.0, 1e4]),
         # L(-1e4, 1e4, 5) + 1e4 = 2e4, then L(1e4, 5) - 1e4 = 0
         ([[-1e4, 1e4, 5.0]], None, None, None, [2e4]),
     ],
     ids=["k2", "k3", "k3-reversed", "equal-untied", "tie-pair", "tie-top", "tie-middle", "masked-padding",
-         "masked-tie", "top1", "top2", "top3", "top2-variable-k", "large-k2", "large-k3"],
+         "masked-tie", "top1", "top2", "top3", "top2-variable-k", "top1-tie-kept-whole", "top1-before-tie", "large-k2", "large-k3"],
 )
 def test_plackett_luce_values(scores, mask, top_k, levels, expected):
     scores = torch.tensor(scores, requires_grad=True)
