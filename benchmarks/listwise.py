@@ -155,7 +155,8 @@ def report() -> None:
         "",
         f"Mean gain over SFT: listwise {mean(gains['listwise']):+.1f} points, pairwise {mean(gains['pairwise']):+.1f} "
         f"points; paired difference {mean(diffs):+.1f} points{spread} over {len(seeds)} seed(s). One accuracy on 200 "
-        f"problems has a binomial noise of about {NOISE_POINTS} points.",
+        f"problems has a binomial noise of about {NOISE_POINTS} points. Same samples drawn from the policy, but "
+        "listwise DPO runs all K sequences of a prompt per step (pairwise 2), hence about twice the training time.",
         "",
         f"Machine: {machine()['nproc']} cores, shared with other jobs (train times are wall-clock upper bounds).",
         "Command: `nice -n 10 python benchmarks/listwise.py --seeds " + " ".join(map(str, seeds)) + "`",

@@ -66,14 +66,16 @@ def rank_row(row: dict, index: int, top_k: int | None = None) -> tuple[list, lis
         raise ListwiseDataError(f"{where}: top_k={top_k} is larger than its K={k} completions; lower top_k or drop "
                                 "rows with fewer completions.")
     if ranking is not None:
-        if sorted(int(i) for i in ranking) != list(range(k)) or any(int(i) != i for i in ranking):
+        is_index = [isinstance(i, int) and not isinstance(i, bool) for i in ranking]
+        if not all(is_index) or sorted(ranking) != list(range(k)):
             raise ListwiseDataError(f"{where}: ranking {list(ranking)} is not a permutation of 0..{k - 1} (one index "
                                     f"per completion, best first).")
-        return [completions[int(i)] for i in ranking], list(range(k))
+        return [completions[i] for i in ranking], list(range(k))
     if len(scores) != k:
         raise ListwiseDataError(f"{where}: {len(scores)} scores for {k} completions; give one score per completion.")
-    if any(s is None or not math.isfinite(float(s)) for s in scores):
-        raise ListwiseDataError(f"{where}: scores {list(scores)} contain NaN, None or infinity; give finite numbers.")
+    if not all(isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) for s in scores):
+        raise ListwiseDataError(f"{where}: scores {list(scores)} contain NaN, None, infinity or a non-number; "
+                                "give finite numbers.")
     order = sorted(range(k), key=lambda j: -float(scores[j]))  # stable: ties keep their original order
     distinct = sorted({float(s) for s in scores}, reverse=True)
     return [completions[j] for j in order], [distinct.index(float(scores[j])) for j in order]

@@ -85,3 +85,13 @@ def test_errors_are_one_line_and_name_the_row(rows, extra, message, tiny_model_d
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("trl-plus train: error:") and message in err[-1], err[-1]
+
+
+@pytest.mark.e2e
+def test_example_offline_smoke():
+    import runpy
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "listwise_dpo.py"
+    trainer = runpy.run_path(str(example))["main"](["--offline-smoke"])
+    assert trainer.state.global_step == 1 and len(trainer.train_dataset) >= 2

@@ -40,14 +40,17 @@ def test_rank_row(row, ranked, levels):
         ({"completions": [[{"role": "assistant", "content": ""}], CONV[0]], "ranking": [0, 1]}, None,
          "row 7: completion 0 is empty"),
         ({"completions": ["a", "b"], "scores": [1.0, math.nan]}, None, "row 7: scores [1.0, nan] contain NaN"),
-        ({"completions": ["a", "b"], "scores": [1.0, None]}, None, "contain NaN, None or infinity"),
+        ({"completions": ["a", "b"], "scores": [1.0, None]}, None, "contain NaN, None, infinity"),
+        ({"completions": ["a", "b"], "scores": [1.0, "2"]}, None, "or a non-number; give finite numbers"),
+        ({"completions": ["a", "b"], "ranking": ["0", "1"]}, None, "ranking ['0', '1'] is not a permutation"),
+        ({"completions": ["a", "b"], "ranking": [0.0, 1.0]}, None, "ranking [0.0, 1.0] is not a permutation"),
         ({"completions": ["a", "b"], "scores": [1.0]}, None, "row 7: 1 scores for 2 completions"),
         ({"completions": ["a", "b"]}, None, "row 7: give exactly one of 'ranking'"),
         ({"completions": ["a", "b"], "ranking": [0, 1], "scores": [1, 0]}, None, "give exactly one of"),
         ({"completions": ["a", "b"], "ranking": [0, 1]}, 3, "row 7: top_k=3 is larger than its K=2 completions"),
     ],
     ids=["not-permutation", "ranking-short", "ranking-out-of-range", "k1", "not-a-list", "empty", "empty-message",
-         "nan-score", "none-score", "score-count", "neither", "both", "top-k-too-large"],
+         "nan-score", "none-score", "string-score", "string-ranking", "float-ranking", "score-count", "neither", "both", "top-k-too-large"],
 )
 def test_rank_row_errors_name_the_row(row, top_k, message):
     with pytest.raises(ListwiseDataError) as e:

@@ -18,11 +18,13 @@ PROMPTS = 800  # x K = 4 samples
 
 @pytest.mark.e2e
 def test_listwise_dpo_on_ranked_samples_raises_held_out_accuracy(tmp_path):
-    settings = DemoSettings(seed=0, out_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"))  # the demo's SFT
+    # the demo's SFT for the 325 steps at which it reaches its 35% dev-accuracy target, without the dev checks
+    settings = DemoSettings(seed=0, out_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), sft_max_steps=325,
+                            sft_eval_every=10_000)
     train = generate_problems(settings.n_train, seed=0)
     test = generate_problems(settings.n_test, seed=2_000_003)
-    dev = generate_problems(settings.n_dev, seed=1_000_003)
-    model, tok, _ = sft_warmup(tiny_model_path(settings), train, dev, settings)
+    model, tok, steps = sft_warmup(tiny_model_path(settings), train, [], settings)
+    assert steps == 325
     before = greedy_accuracy(model, tok, test)
     set_seed(0)
     ranked = build_listwise_dataset(model, to_prompt_dataset(train[:PROMPTS], system_prompt=None, conversational=False),
