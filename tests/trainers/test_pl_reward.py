@@ -120,5 +120,5 @@ def test_config_defaults(tmp_path):
     with pytest.raises(ValueError, match="top_k must be >= 1"):
         PlackettLuceRewardConfig(output_dir=str(tmp_path), top_k=0)
     with pytest.raises(TypeError, match="needs a PlackettLuceRewardConfig"):
-        PlackettLuceRewardTrainer(model=AutoModelForSequenceClassification, args=RewardConfig(str(tmp_path)),
-                                  train_dataset=Dataset.from_list(LISTS))
+        PlackettLuceRewardTrainer(model=AutoModelForSequenceClassification,
+                                  args=RewardConfig(str(tmp_path), bf16=False), train_dataset=Dataset.from_list(LISTS))
