@@ -2,8 +2,8 @@
 
 One SFT-warmed tiny model of the demo (SFT seed `--sft-seed`, stopped at 35% dev accuracy, cached as in
 `learning.py`; SFT is the costly part on 2 cores, so it is shared). Per seed, it samples K = 4 completions for each
-of `--prompts` training problems (temperature 1, the demo's 28 tokens); the demo's rewards (correctness 1.0 + format 0.1) score them; prompts whose K scores are all equal are
-dropped (no preference). On the same samples, from the same model and seed:
+of `--prompts` training problems (temperature 1, the demo's 28 tokens); the demo's rewards (correctness 1.0 +
+format 0.1) score them; prompts whose K scores are all equal are dropped (no preference). On the same samples, from the same model and seed:
 
 - listwise: `ListwiseDPOTrainer` on the full rankings (ties by the documented rule);
 - pairwise: TRL's `DPOTrainer` on (best, worst) of the same K samples (the first best and last worst on ties).

@@ -50,7 +50,8 @@ def test_rank_row(row, ranked, levels):
         ({"completions": ["a", "b"], "ranking": [0, 1]}, 3, "row 7: top_k=3 is larger than its K=2 completions"),
     ],
     ids=["not-permutation", "ranking-short", "ranking-out-of-range", "k1", "not-a-list", "empty", "empty-message",
-         "nan-score", "none-score", "string-score", "string-ranking", "float-ranking", "score-count", "neither", "both", "top-k-too-large"],
+         "nan-score", "none-score", "string-score", "string-ranking", "float-ranking", "score-count", "neither", "both",
+         "top-k-too-large"],
 )
 def test_rank_row_errors_name_the_row(row, top_k, message):
     with pytest.raises(ListwiseDataError) as e:

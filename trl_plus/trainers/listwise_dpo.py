@@ -5,9 +5,9 @@ The implicit reward of completion y is s(y) = beta * log(pi_theta(y|x) / pi_ref(
 ranking of the K completions under these scores (the DPO paper's appendix A.3, eq. 18). With K = 2 it is TRL's
 sigmoid DPO loss.
 
-A subclass of TRL's `DPOTrainer` that overrides only the data seams (`_prepare_dataset`, the collator, the signature
-columns, shared in `ListwiseDataMixin`) and the loss (`_compute_loss`). The reference log-probabilities come from TRL's own
-`compute_ref_log_probs`, so the reference model, PEFT (adapters disabled as the reference) and QLoRA behave as in
+A subclass of TRL's `DPOTrainer` that overrides only the data seams (`_prepare_dataset`, the collator, the
+signature columns, shared in `ListwiseDataMixin`) and the loss (`_compute_loss`). The reference log-probabilities
+come from TRL's own `compute_ref_log_probs`, so the reference model, PEFT (adapters disabled as the reference) and QLoRA behave as in
 `DPOTrainer`.
 """
 
