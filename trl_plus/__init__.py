@@ -28,6 +28,12 @@ _LAZY = {
     "DrGRPOTrainer": "trl_plus.trainers.dr_grpo",
     "ProcessGRPOConfig": "trl_plus.trainers.process_grpo",
     "ProcessGRPOTrainer": "trl_plus.trainers.process_grpo",
+    # listwise preferences (Plackett-Luce), issue 16
+    "PlackettLuceRewardConfig": "trl_plus.trainers.pl_reward",
+    "PlackettLuceRewardTrainer": "trl_plus.trainers.pl_reward",
+    "ListwiseDPOConfig": "trl_plus.trainers.listwise_dpo",
+    "ListwiseDPOTrainer": "trl_plus.trainers.listwise_dpo",
+    "build_listwise_dataset": "trl_plus.listwise_data",
     "save_tiny_model": "trl_plus.tiny",
     "build_tiny_model": "trl_plus.tiny",
     "generate_problems": "trl_plus.data",

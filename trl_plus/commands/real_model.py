@@ -22,7 +22,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from trl_plus.cli import UserError
+    from trl_plus.errors import UserError
     from trl_plus.real_model import real_model_path
 
     try:

@@ -95,6 +95,10 @@ def run(args) -> int:
     from trl_plus.commands.train_help import help_text
 
     algo, rest = _split_algo(args.extra)
+    from trl_plus.commands import listwise  # listwise preferences: their own data and options
+
+    if algo is not None and listwise.handles(algo):
+        return listwise.run(algo, rest)
     if algo is not None:
         algo = _algorithm(algo)
     wants_help = any(a in ("-h", "--help") for a in rest)
