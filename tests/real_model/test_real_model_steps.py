@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 # The one import of the mapping under test (kept in one place so a rename is a one-line change).
-from trl_plus.trainers.steps import char_to_token, prefix_char_ends, token_char_ends
+from trl_plus.engine.step_offsets import char_to_token, prefix_char_ends, token_char_ends
 
 TEXTS = {
     "space_end": "Ava has 12 apples. She buys 30 more. ",
@@ -45,9 +45,8 @@ def split_ids(tok, text: str) -> list[int]:
 # A character split over several byte tokens (🍰 is 4 bytes) maps to its FIRST byte token in both paths: the
 # fast tokenizer gives every byte piece the whole character's offsets, and a decoded prefix ending in a partial
 # character already counts it (as U+FFFD). A step ending on such a character then loses its last byte tokens to
-# the next step. Strict xfail, so the fix in trl_plus/trainers/steps.py turns these into passes.
-SPLIT_CHAR_BUG = pytest.mark.xfail(strict=True, reason="steps.py maps a multi-byte character to its first byte token")
-CASES = [pytest.param(name, marks=SPLIT_CHAR_BUG) if name == "multibyte" else name for name in TEXTS]
+# the next step.
+CASES = list(TEXTS)
 
 
 @pytest.mark.parametrize("name", CASES)

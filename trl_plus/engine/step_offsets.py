@@ -97,7 +97,12 @@ def offset_char_ends(tokenizer, completion_ids: Sequence[Sequence[int]], texts: 
         ends, end, j = [], 0, 0
         for t in ids:
             if t not in special:
-                end = max(end, _untrimmed_end(tokenizer, t, text, *offsets[j]))
+                stop = _untrimmed_end(tokenizer, t, text, *offsets[j])
+                # Byte pieces of one multi-byte character all report the character's span: only the last piece
+                # completes it, so an earlier piece ends where the next piece starts.
+                if j + 1 < len(offsets) and offsets[j + 1][0] < stop:
+                    stop = offsets[j + 1][0]
+                end = max(end, stop)
                 j += 1
             ends.append(end)
         result.append(ends)
@@ -138,7 +143,11 @@ def prefix_char_ends(tokenizer, ids: Sequence[int], text: str) -> list[int]:
                          f"part of their decoded text); process rewards need the decoded completion text.")
     ends, end = [], 0
     for prefix in prefixes:
-        end = max(end, min(max(len(prefix) - base, 0), len(text)))
+        # A prefix that ends inside a multi-byte character decodes its bytes as U+FFFD: not that character yet.
+        n = len(prefix)
+        while n > base and prefix[n - 1] == "\ufffd" and (n - 1 - base >= len(text) or text[n - 1 - base] != "\ufffd"):
+            n -= 1
+        end = max(end, min(max(n - base, 0), len(text)))
         ends.append(end)
     return ends
 
