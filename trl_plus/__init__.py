@@ -24,6 +24,8 @@ _LAZY = {
     "DrGRPOTrainer": "trl_plus.trainers.dr_grpo",
     "ProcessGRPOConfig": "trl_plus.trainers.process_grpo",
     "ProcessGRPOTrainer": "trl_plus.trainers.process_grpo",
+    "PPOConfig": "trl_plus.trainers.ppo",
+    "PPOTrainer": "trl_plus.trainers.ppo",
     "save_tiny_model": "trl_plus.tiny",
     "build_tiny_model": "trl_plus.tiny",
     "generate_problems": "trl_plus.data",
