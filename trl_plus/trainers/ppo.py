@@ -185,17 +185,17 @@ class PPOTrainer(PlusGRPOTrainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         batch, self._critic_batch = self._critic_batch, None
         if batch is not None:
-            self.value_loss(batch, backward=True)
+            with self.critic.active():
+                value_loss = self.value_loss(batch)
+                (self.args.vf_coef * value_loss / self.current_gradient_accumulation_steps).backward()
         return loss
 
-    def value_loss(self, batch, backward: bool = False) -> torch.Tensor:
-        """Clipped value loss of the critic on a micro-batch (logged); with `backward`, its scaled gradient."""
+    def value_loss(self, batch) -> torch.Tensor:
+        """Clipped value loss of the critic on a (micro-)batch from `compute_advantages`, with grad; logged."""
         with self.critic.active():
             values = self.critic.values(*self._sequence(batch))
-            loss, clipfrac = clipped_value_loss(values, batch["old_values"], batch["returns"], batch["value_mask"],
-                                                self.args.cliprange_value)
-            if backward:
-                (self.args.vf_coef * loss / self.current_gradient_accumulation_steps).backward()
+        loss, clipfrac = clipped_value_loss(values, batch["old_values"], batch["returns"], batch["value_mask"],
+                                            self.args.cliprange_value)
         logged = self.accelerator.gather(torch.stack([loss.detach(), clipfrac.detach()]).reshape(1, 2)).mean(0)
         self.log_metric("ppo/value_loss", logged[0])
         self.log_metric("ppo/value_clipfrac", logged[1])
