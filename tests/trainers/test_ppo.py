@@ -200,6 +200,24 @@ def test_critic_warmup_trains_only_the_critic(tiny_model_dir, addition_dataset, 
     assert not torch.equal(head, trainer.critic.head.weight)
 
 
+@pytest.mark.e2e
+def test_ppo_epochs_and_minibatches_use_trls_num_iterations(tiny_model_dir, addition_dataset, fast_args):
+    """2 epochs x 2 minibatches per rollout: the critic steps with the policy (once per optimizer step), and from the
+    second pass over a rollout on its values have moved away from V_old, so the value clip can act."""
+    trainer = make(tiny_model_dir, addition_dataset(), fast_args, reward=variety, temperature=1.0, max_steps=4,
+                   num_iterations=2, gradient_accumulation_steps=2, per_device_train_batch_size=4,
+                   steps_per_generation=2, critic_learning_rate=0.05, cliprange_value=0.01)
+    rollouts, steps = [], []
+    inner = trainer.compute_advantages
+    trainer.compute_advantages = lambda out: rollouts.append(1) or inner(out)
+    step = trainer.critic.step
+    trainer.critic.step = lambda *a, **k: steps.append(1) or step(*a, **k)
+    trainer.train()
+    assert len(rollouts) == 2 and len(steps) == 4 == trainer.state.global_step
+    clipfrac = [row["ppo/value_clipfrac"] for row in trainer.state.log_history if "ppo/value_clipfrac" in row]
+    assert len(clipfrac) == 4 and max(clipfrac) > 0
+
+
 # ----- bad inputs ----------------------------------------------------------------------------------------------
 
 
