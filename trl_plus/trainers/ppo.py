@@ -214,7 +214,8 @@ class PPOTrainer(PlusGRPOTrainer):
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         if self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            checkpoint = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            folder = os.path.join(self._get_output_dir(trial=trial), checkpoint)
             torch.save(self.critic.training_state(), os.path.join(folder, CRITIC_STATE_FILE))
 
     def _load_optimizer_and_scheduler(self, checkpoint):
