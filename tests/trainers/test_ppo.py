@@ -11,33 +11,18 @@ from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel
 
 from tests.conftest import changed, trainable_snapshot
 from tests.conftest import completion_logps as logps
+from tests.trainers.test_reinforce_pp import TEXTS, scored_batch, sevens, variety
 from trl_plus import PPOConfig, PPOTrainer
 from trl_plus.core import kl_penalty
 from trl_plus.critic import clipped_value_loss, explained_variance
 
-TEXTS = ["7", "77", "a7", "777b", "x", "77777", "", "7y7"]
 V0 = 0.5  # the critic's constant value in the hand-computed tests
-
-
-def sevens(completions, **kwargs):
-    return [float(c.count("7")) for c in completions]
-
-
-def variety(completions, **kwargs):
-    return [float(len(set(c))) for c in completions]
 
 
 def make(tiny_model_dir, dataset, fast_args, reward=sevens, value_model=None, **overrides):
     args = PPOConfig(**fast_args(**overrides))
     return PPOTrainer(model=tiny_model_dir, reward_funcs=reward, args=args, train_dataset=dataset,
                       value_model=value_model)
-
-
-def scored_batch(trainer, pin, texts=TEXTS):
-    pin(trainer, texts)
-    trainer.model.train()
-    batch = next(iter(trainer.get_train_dataloader()))
-    return trainer._generate_and_score_completions(batch)
 
 
 def constant_critic(trainer, value: float) -> None:
