@@ -152,7 +152,7 @@ def main() -> None:
         (f"{args.prompts} prompts x G={args.generations}, every completion exactly {args.length} tokens "
         f"(`min_new_tokens` pinned), beta 0, tiny Llama ({'random init' if args.model is None else args.model}), "
         f"1 thread, {args.warmup} warm-up + {args.reps} interleaved repetitions, medians. "
-        (f"ReMax's target is 1 + greedy rollout / GRPO step = 1 + {greedy_ms:.0f} / {base:.0f} ms wall, "
+        + (f"ReMax's target is 1 + greedy rollout / GRPO step = 1 + {greedy_ms:.0f} / {base:.0f} ms wall, "
          f"1 + {greedy_cpu_ms:.0f} / {base_cpu:.0f} ms CPU (the greedy rollout, one completion per prompt plus its "
          "scoring, timed inside the ReMax trainer)." if "remax" in labels else "")),
         "",
