@@ -22,9 +22,9 @@ from trl_plus import PPOConfig, PPOTrainer
 
 def main(argv=None):
     model, train_dataset, reward_funcs, reward_weights, lora, settings = example_setup("ppo", __doc__, argv)
-    # PPO: k1 KL penalty in the reward (kl_coef 0.05), GAE with gamma 1 and lambda 0.95 whitened over the global
+    # PPO: k1 KL penalty in the reward (kl_coef 0.01), GAE with gamma 1 and lambda 0.95 whitened over the global
     # batch, clipped value loss (0.2), a critic learning rate 10x the policy's, two PPO epochs per rollout.
-    args = PPOConfig(kl_coef=0.05, kl_estimator="k1", gamma=1.0, lam=0.95, vf_coef=0.1, cliprange_value=0.2,
+    args = PPOConfig(kl_coef=0.01, kl_estimator="k1", gamma=1.0, lam=0.95, vf_coef=0.1, cliprange_value=0.2,
                      critic_learning_rate=10 * settings["learning_rate"], num_iterations=2, beta=0.0, epsilon=0.2,
                      reward_weights=reward_weights, **settings)
     trainer = PPOTrainer(model, reward_funcs, args=args, train_dataset=train_dataset, peft_config=lora)

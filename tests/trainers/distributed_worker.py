@@ -72,7 +72,7 @@ RUNS = {
     "rahf": ("rahf", {}, scaled_sevens, None, True),
     "ps_grpo": ("ps_grpo", {}, None, seven_steps, True),
     # The critic's gradients are averaged over the ranks, whose equal token counts make that the global mean.
-    "ppo": ("ppo", {}, scaled_sevens, None, True),  # kl_coef=0.05: reference model in use
+    "ppo": ("ppo", {}, scaled_sevens, None, True),  # kl_coef=0.01: reference model in use
 }
 
 

@@ -49,7 +49,8 @@ class PPOConfig(GRPOConfig):
     """Configuration of `PPOTrainer`: `GRPOConfig` plus the critic, GAE and KL-in-reward fields.
 
     Defaults follow TRL's former `PPOConfig` and OpenRLHF: `gamma=1`, `lam=0.95`, `vf_coef=0.1`,
-    `cliprange_value=0.2`, `kl_coef=0.05` with the k1 estimator, no KL in the loss (`beta=0`).
+    `cliprange_value=0.2`, `kl_coef=0.01` (OpenRLHF's; TRL's former 0.05 swamps rewards in [0, 1] over a few dozen
+    tokens) with the k1 estimator, no KL in the loss (`beta=0`).
     """
 
     value_model_path: str | None = field(
@@ -71,7 +72,7 @@ class PPOConfig(GRPOConfig):
     gamma: float = field(default=1.0, metadata={"help": "Discount of GAE, in [0, 1]."})
     lam: float = field(default=0.95, metadata={"help": "GAE lambda, in [0, 1] (1: Monte-Carlo returns, 0: TD(0))."})
     kl_coef: float = field(
-        default=0.05, metadata={"help": "Coefficient of the per-token KL penalty in the reward (0 disables it and the "
+        default=0.01, metadata={"help": "Coefficient of the per-token KL penalty in the reward (0 disables it and the "
                                         "reference model, unless beta > 0)."},
     )
     kl_estimator: str = field(default="k1", metadata={"help": "KL estimator of the reward penalty: 'k1', 'k2', 'k3' "
