@@ -26,6 +26,7 @@ VARIANTS = {
     "remax": ("remax", {}),
     "rahf": ("rahf", {}),
     "ps_grpo": ("ps_grpo", {}),
+    "ppo": ("ppo", {}),  # PPO: learned critic (a copy of the policy + value head), GAE, k1 KL in the reward
 }
 
 
@@ -154,6 +155,7 @@ class StepRunner:
         start, start_cpu = time.perf_counter(), time.process_time()
         t.training_step(t.model, batch, None)
         t.optimizer.step()
+        t.control = t.callback_handler.on_optimizer_step(t.args, t.state, t.control)  # as train(): PPO's critic steps
         t.lr_scheduler.step()
         t.model.zero_grad(set_to_none=True)
         t.state.global_step += 1

@@ -27,9 +27,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import StepRunner, machine, make_trainer, md_table, median, pin_threads, write_results
 
-LABELS = ["grpo", "engine", "dr_grpo", "dapo", "ps_grpo", "rahf", "reinforce_pp", "reinforce_pp_baseline", "remax"]
+LABELS = ["grpo", "engine", "dr_grpo", "dapo", "ps_grpo", "rahf", "reinforce_pp", "reinforce_pp_baseline", "remax",
+          "ppo"]
 TARGETS = {"engine": 1.05, "dr_grpo": 1.05, "dapo": 1.05, "ps_grpo": 1.05, "rahf": 1.05, "reinforce_pp": 1.35,
-           "reinforce_pp_baseline": 1.35}
+           "reinforce_pp_baseline": 1.35,
+           # PPO: the critic's forward at rollout and its forward/backward/step (a policy-sized model) + the
+           # reference forward of the KL reward: about 2x a GRPO step plus that KL forward.
+           "ppo": 2.35}
 
 
 def build(label: str, model_path, rows, args, work: Path):
@@ -68,7 +72,10 @@ def main() -> None:
     p.add_argument("--model", default=None, help="model directory (default: the demo's tiny model, random init)")
     p.add_argument("--json", default=None, help='write {"ratios": {algo: ratio}, ...} here')
     p.add_argument("--md", default=None, help="write a markdown table here")
+    p.add_argument("--labels", nargs="+", default=LABELS, choices=LABELS,
+                   help="trainers to time (grpo, the baseline, is always included)")
     args = p.parse_args()
+    labels = ["grpo", *[lb for lb in args.labels if lb != "grpo"]]
     pin_threads(1)
     import tempfile
 
@@ -79,38 +86,39 @@ def main() -> None:
     model_path = args.model or tiny_model_path(DemoSettings(seed=args.seed, cache_dir=str(work / "tiny")))
     rows = generate_problems(2000, seed=args.seed)
     load_before = machine()["load_average_1_5_15"]
-    runners = {lb: StepRunner(build(lb, model_path, rows, args, work)) for lb in LABELS}
+    runners = {lb: StepRunner(build(lb, model_path, rows, args, work)) for lb in labels}
 
     greedy, greedy_cpu = [], []
-    remax = runners["remax"].trainer
-    inner = remax.greedy_baseline
+    if "remax" in runners:
+        remax = runners["remax"].trainer
+        inner = remax.greedy_baseline
 
-    def timed_greedy(n_local):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        result = inner(n_local)
-        greedy.append(time.perf_counter() - start)
-        greedy_cpu.append(time.process_time() - start_cpu)
-        return result
+        def timed_greedy(n_local):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            result = inner(n_local)
+            greedy.append(time.perf_counter() - start)
+            greedy_cpu.append(time.process_time() - start_cpu)
+            return result
 
-    remax.greedy_baseline = timed_greedy
+        remax.greedy_baseline = timed_greedy
 
-    wall = {lb: [] for lb in LABELS}
-    cpu = {lb: [] for lb in LABELS}
+    wall = {lb: [] for lb in labels}
+    cpu = {lb: [] for lb in labels}
     for rep in range(args.warmup + args.reps):
-        order = LABELS[rep % len(LABELS):] + LABELS[: rep % len(LABELS)]
+        order = labels[rep % len(labels):] + labels[: rep % len(labels)]
         for lb in order:
             w = runners[lb].step()
             if rep >= args.warmup:
                 wall[lb].append(w * 1e3)
                 cpu[lb].append(runners[lb].last_cpu * 1e3)
-        print(f"[overhead] rep {rep}: " + " ".join(f"{lb}={runners[lb].last_cpu * 1e3:.0f}" for lb in LABELS),
+        print(f"[overhead] rep {rep}: " + " ".join(f"{lb}={runners[lb].last_cpu * 1e3:.0f}" for lb in labels),
               flush=True)
-    greedy_ms = median(greedy[args.warmup:]) * 1e3
-    greedy_cpu_ms = median(greedy_cpu[args.warmup:]) * 1e3
+    greedy_ms = median(greedy[args.warmup:]) * 1e3 if greedy else 0.0
+    greedy_cpu_ms = median(greedy_cpu[args.warmup:]) * 1e3 if greedy_cpu else 0.0
     base, base_cpu = median(wall["grpo"]), median(cpu["grpo"])
     result = {"ratios": {}, "paired_ratios": {}, "cpu_ratios": {}, "median_ms": {}, "median_cpu_ms": {},
               "targets": {}, "meets_target": {}}
-    for lb in LABELS:
+    for lb in labels:
         result["median_ms"][lb] = round(median(wall[lb]), 1)
         result["median_cpu_ms"][lb] = round(median(cpu[lb]), 1)
         if lb == "grpo":
@@ -136,12 +144,12 @@ def main() -> None:
     result["machine"] = machine()
     result["machine"]["load_average_before"] = load_before
     result["command"] = "python benchmarks/overhead.py " + " ".join(sys.argv[1:])
-    result["raw_ms"] = {lb: [round(x, 1) for x in wall[lb]] for lb in LABELS}
-    result["raw_cpu_ms"] = {lb: [round(x, 1) for x in cpu[lb]] for lb in LABELS}
+    result["raw_ms"] = {lb: [round(x, 1) for x in wall[lb]] for lb in labels}
+    result["raw_cpu_ms"] = {lb: [round(x, 1) for x in cpu[lb]] for lb in labels}
 
     rows_md = [["grpo (TRL)", result["median_ms"]["grpo"], result["median_cpu_ms"]["grpo"], "1.000", "1.000", "1.000",
                 "1.000", "—", ""]]
-    for lb in LABELS[1:]:
+    for lb in labels[1:]:
         ok = result["meets_target"][lb]
         rows_md.append([lb, result["median_ms"][lb], result["median_cpu_ms"][lb], f"{result['ratios'][lb]:.3f}",
                         f"{result['paired_ratios'][lb]:.3f}", f"{result['cpu_ratios'][lb]:.3f}",
@@ -156,9 +164,9 @@ def main() -> None:
         (f"{args.prompts} prompts x G={args.generations}, every completion exactly {args.length} tokens "
         f"(`min_new_tokens` pinned), beta 0, tiny Llama ({'random init' if args.model is None else args.model}), "
         f"1 thread, {args.warmup} warm-up + {args.reps} interleaved repetitions, medians. "
-        f"ReMax's target is 1 + greedy rollout / GRPO step = 1 + {greedy_ms:.0f} / {base:.0f} ms wall, "
-        f"1 + {greedy_cpu_ms:.0f} / {base_cpu:.0f} ms CPU (the greedy rollout, one completion per prompt plus its "
-        "scoring, timed inside the ReMax trainer)."),
+        + (f"ReMax's target is 1 + greedy rollout / GRPO step = 1 + {greedy_ms:.0f} / {base:.0f} ms wall, "
+         f"1 + {greedy_cpu_ms:.0f} / {base_cpu:.0f} ms CPU (the greedy rollout, one completion per prompt plus its "
+         "scoring, timed inside the ReMax trainer)." if "remax" in labels else "")),
         "",
         md_table(["algorithm", "ms/step (wall)", "ms/step (CPU)", "ratio (wall)", "ratio (paired)", "ratio (CPU)",
                   "ratio (CPU, paired) [quartiles]",

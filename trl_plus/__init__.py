@@ -28,12 +28,14 @@ _LAZY = {
     "DrGRPOTrainer": "trl_plus.trainers.dr_grpo",
     "ProcessGRPOConfig": "trl_plus.trainers.process_grpo",
     "ProcessGRPOTrainer": "trl_plus.trainers.process_grpo",
-    # listwise preferences (Plackett-Luce), issue 16
+    # listwise preferences (Plackett-Luce)
     "PlackettLuceRewardConfig": "trl_plus.trainers.pl_reward",
     "PlackettLuceRewardTrainer": "trl_plus.trainers.pl_reward",
     "ListwiseDPOConfig": "trl_plus.trainers.listwise_dpo",
     "ListwiseDPOTrainer": "trl_plus.trainers.listwise_dpo",
     "build_listwise_dataset": "trl_plus.listwise_data",
+    "PPOConfig": "trl_plus.trainers.ppo",
+    "PPOTrainer": "trl_plus.trainers.ppo",
     "save_tiny_model": "trl_plus.tiny",
     "build_tiny_model": "trl_plus.tiny",
     "generate_problems": "trl_plus.data",

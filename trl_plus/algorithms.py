@@ -43,6 +43,8 @@ ALGORITHMS = {
                   "RAHF/RAFT: SFT on the best of K samples"),
         Algorithm("ps_grpo", "trl_plus.trainers.process_grpo", "ProcessGRPOConfig", "ProcessGRPOTrainer", {},
                   "process-supervised GRPO: step rewards"),
+        Algorithm("ppo", "trl_plus.trainers.ppo", "PPOConfig", "PPOTrainer", {},
+                  "PPO: learned critic, GAE, KL in the reward"),
     ]
 }
 

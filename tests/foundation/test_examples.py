@@ -148,7 +148,7 @@ SMOKE = {
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("algo", list(SMOKE))
-def test_example_offline_smoke_takes_a_real_step(algo, monkeypatch):
+def test_example_offline_smoke_takes_a_real_step(algo, tmp_path, monkeypatch):
 
     import torch
 

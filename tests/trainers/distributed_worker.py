@@ -77,6 +77,8 @@ RUNS = {
     "rloo_kl_k2_loss": ("grpo", {"advantage_estimator": "rloo", "kl_in_reward_coef": 0.01, "beta": 0.01,
                                  "kl_in_loss_estimator": "k2"}, scaled_sevens, None, True),
     "remax_ds": ("grpo", {"advantage_estimator": "remax", "dynamic_sampling": True}, scaled_sevens, None, True),
+    # The critic's gradients are averaged over the ranks, whose equal token counts make that the global mean.
+    "ppo": ("ppo", {}, scaled_sevens, None, True),  # kl_coef=0.01: reference model in use
 }
 
 

@@ -1,7 +1,6 @@
 """RAFT's best-of-K NLL is the model's own NLL, whatever the sampling temperature."""
 
 import pytest
-import torch
 
 from tests.conftest import completion_logps
 from trl_plus import RAHFConfig, RAHFTrainer

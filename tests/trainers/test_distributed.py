@@ -162,6 +162,18 @@ def test_reinforce_pp_whitens_over_both_ranks(launched):
         assert abs(a0.mean().item()) > 0.05  # a per-rank whitening would give mean 0 here
 
 
+def test_ppo_critic_trains_on_both_ranks_as_on_one(launched, single):
+    """The critic's gradients are averaged over the ranks: its step-2 values (after one update) and value loss match
+    the single process, so the critic's update equals the single-process one."""
+    r0, _ = run_of(launched, "ppo")
+    ref = single("ppo")
+    for key in ("ppo/value_mean", "ppo/value_loss", "ppo/explained_variance", "ppo/returns_mean"):
+        got, want = [row[key] for row in r0["log"] if key in row], [row[key] for row in ref["log"] if key in row]
+        assert len(want) == 2 and got == pytest.approx(want, rel=1e-5, abs=1e-6), key
+    assert [row["ppo/value_mean"] for row in ref["log"] if "ppo/value_mean" in row][0] != \
+        [row["ppo/value_mean"] for row in ref["log"] if "ppo/value_mean" in row][1]  # the critic did move
+
+
 # ----- DAPO dynamic sampling across processes ------------------------------------------------------------------
 
 

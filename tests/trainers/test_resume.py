@@ -20,6 +20,7 @@ import pytest
 from trl import GRPOConfig, GRPOTrainer
 
 from trl_plus.algorithms import ALGORITHMS, build_trainer, get_algorithm
+from trl_plus.critic import STATE_FILE as CRITIC_STATE_FILE
 from trl_plus.trainers.dapo import STATE_FILE
 
 G = 4
@@ -59,6 +60,7 @@ CASES = {
     "rpp_baseline_ds_kl": ("grpo", third_char_sum, {"advantage_estimator": "reinforce_pp_baseline",
                                                     "dynamic_sampling": True, "kl_in_reward_coef": 0.01}),
     "rloo_ds": ("grpo", third_char_sum, {"advantage_estimator": "rloo", "dynamic_sampling": True}),
+    "ppo": ("ppo", char_sum, {}),  # the critic's weights and optimizer state -> critic_state.pt
 }
 
 
@@ -107,6 +109,8 @@ def test_resume_from_checkpoint_2_matches_the_uninterrupted_run(name, tiny_model
         assert_same(resumed[step], full[step])
     # The run really sampled: completions differ between steps (not a constant, pinned batch).
     assert len({full[s]["reward"] for s in full}) > 1 or len({full[s]["loss"] for s in full}) > 1
+    if name == "ppo":
+        assert (checkpoint / CRITIC_STATE_FILE).is_file()
     if name in ("dapo_dynamic_sampling", "rpp_baseline_ds_kl", "rloo_ds"):
         assert (checkpoint / STATE_FILE).is_file()
         assert sum(full[s]["dapo/gen_rounds"] for s in (3, 4)) > 2  # steps 3-4 drew prompts with DAPO's RNG
@@ -124,6 +128,16 @@ def test_dapo_resume_without_its_state_file_diverges(tiny_model_dir, addition_da
     assert any(resumed[s] != full[s] for s in (3, 4))
 
 
+@pytest.mark.e2e
+def test_ppo_resume_without_the_critic_state_diverges(tiny_model_dir, addition_dataset, fast_args, tmp_path):
+    """Control: with the critic *not* restored, steps 3-4 differ, so the critic's state file makes the resume exact."""
+    full = train(make("ppo", tiny_model_dir, addition_dataset, fast_args, tmp_path / "full"))
+    checkpoint = tmp_path / "full" / "checkpoint-2"
+    os.remove(checkpoint / CRITIC_STATE_FILE)
+    resumed = train(make("ppo", tiny_model_dir, addition_dataset, fast_args, tmp_path / "r"), resume=str(checkpoint))
+    assert any(resumed[s]["ppo/value_mean"] != pytest.approx(full[s]["ppo/value_mean"]) for s in (3, 4))
+
+
 # ----- what trl-plus adds to a trainer, and how each piece survives a resume -----------------------------------
 
 CONFIG, SCRATCH, SAVED = "configuration (rebuilt from args)", "per-batch scratch", "saved in the checkpoint"
@@ -136,6 +150,8 @@ ADDED_STATE = {
     "_ds_generator": SAVED,  # dapo: the prompt-drawing RNG -> trl_plus_state.pt
     "estimator": CONFIG,  # engine: the registered estimator named by advantage_estimator
     "signal_weights": CONFIG,  # engine: reward weights of the dynamic-sampling filter
+    "critic": SAVED,  # ppo: weights and optimizer state -> critic_state.pt
+    "_critic_batch": SCRATCH,  # ppo: the micro-batch handed from the policy's loss to the critic
 }
 
 
