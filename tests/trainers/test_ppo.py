@@ -11,7 +11,8 @@ from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel
 
 from tests.conftest import changed, trainable_snapshot
 from tests.conftest import completion_logps as logps
-from tests.trainers.test_reinforce_pp import TEXTS, scored_batch, sevens, variety
+from tests.trainers.test_all_algorithms import variety
+from tests.trainers.test_reinforce_pp import TEXTS, scored_batch, sevens
 from trl_plus import PPOConfig, PPOTrainer
 from trl_plus.core import kl_penalty
 from trl_plus.critic import clipped_value_loss, explained_variance
