@@ -1,11 +1,13 @@
 """Benchmark of the reward_fns presets: scoring 10k completions with the full `gsm8k` preset.
 
-Run: `python benchmarks/rewards_bench.py [--n 10000] [--repeats 5]`.
+Run: `python benchmarks/rewards_bench.py [--n 10000] [--repeats 5] [--data-dir DIR_WITH_GSM8K_JSONL]`.
 Target (issue 4): the `gsm8k` preset scores 10,000 completions in under 1 s on CPU. Also reported, for
 information: `gsm8k_lm_eval` and the `arithmetic_steps` process reward. Completions are a realistic mix
-built from the real GSM8K gold solutions (../shared/data/gsm8k; a synthetic set when it is absent):
-well-formatted right answers, wrong answers, numeric-only matches, raw GSM8K text, conversational
-messages, broken tags and junk. Prints a table of median wall and process-CPU times and one JSON line.
+built from GSM8K gold solutions: well-formatted right answers, wrong answers, numeric-only matches, raw GSM8K
+text, conversational messages, broken tags and junk. The solutions come from the folder given by `--data-dir`
+(or the `TRL_PLUS_GSM8K_DIR` environment variable) holding GSM8K's `train.jsonl` and `test.jsonl`; without
+either, from the sample committed in tests/data/gsm8k; if that is missing too, from a synthetic set. The
+printed source says which. Prints a table of median wall and process-CPU times and one JSON line.
 """
 
 from __future__ import annotations
@@ -26,14 +28,30 @@ sys.path.insert(0, str(ROOT))
 import reward_fns
 
 TARGET_S = 1.0
-DATA = ROOT.parent / "shared/data/gsm8k"
+SAMPLE = ROOT / "tests" / "data" / "gsm8k"  # the committed sample, a few hundred rows per split
 
 
-def load_answers() -> tuple[list[str], str]:
-    files = [DATA / "train.jsonl", DATA / "test.jsonl"]
-    if all(f.is_file() for f in files):
+def gsm8k_dir(data_dir: str | None) -> Path | None:
+    """The GSM8K folder to read: `--data-dir`, else $TRL_PLUS_GSM8K_DIR, else the committed sample (None if absent).
+    A folder named explicitly must hold both files: a typo fails here instead of silently benchmarking other data."""
+    named = data_dir or os.environ.get("TRL_PLUS_GSM8K_DIR")
+    folder = Path(named) if named else SAMPLE
+    missing = [f for f in ("train.jsonl", "test.jsonl") if not (folder / f).is_file()]
+    if named and missing:
+        sys.exit(
+            f"error: {folder} has no {' or '.join(missing)}: pass --data-dir (or set TRL_PLUS_GSM8K_DIR to) "
+            "a folder with GSM8K's train.jsonl and test.jsonl."
+        )
+    return None if missing else folder
+
+
+def load_answers(data_dir: str | None = None) -> tuple[list[str], str]:
+    folder = gsm8k_dir(data_dir)
+    if folder is not None:
+        files = [folder / "train.jsonl", folder / "test.jsonl"]
         rows = [json.loads(line) for f in files for line in f.read_text(encoding="utf-8").splitlines() if line]
-        return [r["answer"] for r in rows], "real GSM8K"
+        label = "committed GSM8K sample" if folder == SAMPLE else "real GSM8K"
+        return [r["answer"] for r in rows], label
     rng = random.Random(0)
     answers = []
     for _ in range(2000):
@@ -42,8 +60,8 @@ def load_answers() -> tuple[list[str], str]:
     return answers, "synthetic"
 
 
-def make_batch(n: int, seed: int = 0) -> tuple[list, list[str], str]:
-    answers, source = load_answers()
+def make_batch(n: int, seed: int = 0, data_dir: str | None = None) -> tuple[list, list[str], str]:
+    answers, source = load_answers(data_dir)
     rng = random.Random(seed)
     completions, golds = [], []
     for _ in range(n):
@@ -90,9 +108,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        default=None,
+        help="folder with GSM8K train.jsonl and test.jsonl (default: $TRL_PLUS_GSM8K_DIR, else the "
+        "sample in tests/data/gsm8k, else a synthetic set)",
+    )
     args = parser.parse_args()
 
-    completions, golds, source = make_batch(args.n)
+    completions, golds, source = make_batch(args.n, data_dir=args.data_dir)
     results = {}
     for name in ("gsm8k", "gsm8k_lm_eval"):
         funcs, weights = reward_fns.preset(name)

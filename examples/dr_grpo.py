@@ -22,7 +22,7 @@ from trl_plus import DrGRPOConfig, DrGRPOTrainer
 def main(argv=None):
     model, train_dataset, reward_funcs, reward_weights, lora, settings = example_setup("dr_grpo", __doc__, argv)
     # DrGRPOConfig sets Dr. GRPO's two changes itself (scale_rewards="none": no std in the advantage;
-    # loss_type="dr_grpo": a constant loss normaliser) and rejects contradicting values. KL and clip as the seed.
+    # loss_type="dr_grpo": a constant loss normaliser) and rejects contradicting values. KL and clip as grpo.py.
     args = DrGRPOConfig(beta=0.04, epsilon=0.1, reward_weights=reward_weights, **settings)
     trainer = DrGRPOTrainer(model, reward_funcs, args=args, train_dataset=train_dataset, peft_config=lora)
     trainer.train()

@@ -19,7 +19,8 @@ from trl import GRPOConfig, GRPOTrainer
 
 def main(argv=None):
     model, train_dataset, reward_funcs, reward_weights, lora, settings = example_setup("grpo", __doc__, argv)
-    # GRPO as the seed ran it: k3 KL in the loss, clip 0.1, token mean per completion, std-scaled advantages.
+    # GRPO as the LoRA GRPO write-up ran it (examples/README.md): k3 KL in the loss, clip 0.1, token mean per
+    # completion, std-scaled advantages.
     args = GRPOConfig(beta=0.04, epsilon=0.1, loss_type="grpo", scale_rewards="group",
                       reward_weights=reward_weights, **settings)
     trainer = GRPOTrainer(model, reward_funcs, args=args, train_dataset=train_dataset, peft_config=lora)

@@ -21,7 +21,7 @@ from trl_plus import ReinforcePlusPlusConfig, ReinforcePlusPlusTrainer
 
 def main(argv=None):
     model, train_dataset, reward_funcs, reward_weights, lora, settings = example_setup("reinforce_pp", __doc__, argv)
-    # REINFORCE++ (ALGORITHMS.md): k1 KL penalty in the *reward* (kl_coef 0.01), undiscounted returns whitened
+    # REINFORCE++ (docs/algorithms.md): k1 KL penalty in the *reward* (kl_coef 0.01), undiscounted returns whitened
     # over the global batch, rewards clipped to +-10, PPO clip 0.2, no KL in the loss.
     args = ReinforcePlusPlusConfig(kl_coef=0.01, kl_estimator="k1", gamma=1.0, reward_clip=10.0, beta=0.0,
                                    epsilon=0.2, reward_weights=reward_weights, **settings)

@@ -1,7 +1,7 @@
 """Hand-computed values for every function of trl_plus.core.
 
 Each expected tensor is written out literally; the comment next to it shows the arithmetic, done by hand from the
-formulas of ALGORITHMS.md (never by calling the function under test).
+formulas of docs/algorithms.md (never by calling the function under test).
 """
 
 import math

@@ -25,7 +25,10 @@ from trl_plus.algorithms import ALGORITHMS
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RECIPES = EXAMPLES / "recipes"
 GSM8K_TRAIN = Path(__file__).resolve().parents[1] / "data" / "gsm8k" / "train.jsonl"  # the committed sample
-SOURCES = ("seed", "notebook", "paper", "ALGORITHMS.md", "TRL default", "our choice", "OpenRLHF", "DeepSeekMath")
+# The labels a recipe comment may cite; examples/recipes/grpo.yaml's header says what each one is.
+SOURCES = (
+    "write-up", "theLMbook", "paper", "docs/algorithms.md", "TRL default", "our choice", "OpenRLHF", "DeepSeekMath"
+)
 
 
 def recipe(algo: str) -> dict:

@@ -74,7 +74,8 @@ def test_gold_solutions_in_training_format_score_full_marks(rows):
     extracted = [extract_gold(a) for a in answers]
     assert reward_fns.gsm8k_correctness(None, texts, answer=extracted) == [2.0] * len(rows)
 
-    # The presets: the notebook's total is format + correctness = 2.8; the lm-eval variant adds 0.2 for ####.
+    # The presets: aburkov's GRPO-from-scratch total is format + correctness = 2.8; the lm-eval variant adds
+    # 0.2 for ####.
     for name, total in (("gsm8k", 2.8), ("gsm8k_lm_eval", 3.0)):
         funcs, weights = reward_fns.preset(name)
         columns = [f(None, texts, answer=answers) for f in funcs]

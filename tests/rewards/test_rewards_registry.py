@@ -98,7 +98,7 @@ def test_register_user_functions():
             registry._REGISTRY.pop(name, None)
 
 
-def test_presets_reproduce_the_notebook_scoring(tmp_path):
+def test_presets_reproduce_the_grpo_from_scratch_scoring(tmp_path):
     from trl import GRPOConfig
 
     funcs, weights = reward_fns.preset("gsm8k")
