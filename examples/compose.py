@@ -6,10 +6,10 @@ https://huggingface.co/papers/2503.14476. The shared settings are those of examp
 Command line equivalent: `trl-plus train grpo --advantage_estimator reinforce_pp_baseline --dynamic_sampling true
 --kl_in_reward_coef 0.01`.
 
-Needs internet (Qwen/Qwen2.5-1.5B-Instruct and openai/gsm8k) and a CUDA GPU. `--offline-smoke` (or
+Needs internet (Qwen/Qwen2.5-1.5B-Instruct and openai/gsm8k) and a CUDA GPU. `--offline_smoke` (or
 TRL_PLUS_OFFLINE_SMOKE=1) runs one CPU step on the tiny offline model instead:
 
-    python examples/compose.py [--data gsm8k|FILE.jsonl] [--offline-smoke] [--custom]
+    python examples/compose.py [--data gsm8k|FILE.jsonl] [--offline_smoke] [--custom]
 """
 
 import sys

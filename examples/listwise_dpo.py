@@ -6,10 +6,10 @@ itself: `trl_plus.build_listwise_dataset` samples K completions per prompt, scor
 ranks them (equal scores are tied); prompts whose K scores are all equal carry no preference and are dropped.
 
 Needs internet (Qwen/Qwen2.5-1.5B-Instruct and openai/gsm8k come from the Hugging Face Hub; `--data FILE.jsonl`
-reads local GSM8K-schema rows instead) and a CUDA GPU. `--offline-smoke` (or TRL_PLUS_OFFLINE_SMOKE=1) runs one CPU
+reads local GSM8K-schema rows instead) and a CUDA GPU. `--offline_smoke` (or TRL_PLUS_OFFLINE_SMOKE=1) runs one CPU
 step on the tiny offline model instead, with synthetic problems unless `--data` names a file:
 
-    python examples/listwise_dpo.py [--data gsm8k|FILE.jsonl] [--prompts N] [--offline-smoke]
+    python examples/listwise_dpo.py [--data gsm8k|FILE.jsonl] [--prompts N] [--offline_smoke]
 """
 
 import argparse
@@ -31,7 +31,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="gsm8k", help="'gsm8k' (hub) or a GSM8K-schema .jsonl file")
     parser.add_argument("--prompts", type=int, default=2000, help="prompts to sample K = 4 completions for")
-    parser.add_argument("--offline-smoke", action="store_true", help="one CPU step on the tiny offline model")
+    parser.add_argument("--offline_smoke", action="store_true", help="one CPU step on the tiny offline model")
     cli = parser.parse_args(argv)
     smoke = cli.offline_smoke or os.environ.get("TRL_PLUS_OFFLINE_SMOKE") == "1"
 

@@ -9,10 +9,10 @@ The critic is a second LoRA adapter on the policy's base plus a value head (one 
 saves the policy's adapter to the output folder and the critic to its `critic/` sub-folder.
 
 Needs internet (Qwen/Qwen2.5-1.5B-Instruct and openai/gsm8k come from the Hugging Face Hub; `--data FILE.jsonl`
-reads local GSM8K-schema rows instead) and a CUDA GPU. `--offline-smoke` (or TRL_PLUS_OFFLINE_SMOKE=1) runs one
+reads local GSM8K-schema rows instead) and a CUDA GPU. `--offline_smoke` (or TRL_PLUS_OFFLINE_SMOKE=1) runs one
 CPU step on the tiny offline model instead, with synthetic problems unless `--data` names a file:
 
-    python examples/ppo.py [--data gsm8k|FILE.jsonl] [--offline-smoke]
+    python examples/ppo.py [--data gsm8k|FILE.jsonl] [--offline_smoke]
 """
 
 from common import example_setup
