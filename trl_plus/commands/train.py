@@ -196,7 +196,7 @@ def _parse(algo_name: str, argv: list[str]):
         raise
     except Exception as e:  # noqa: BLE001 - impossible config values (__post_init__ messages)
         raise UserError(explain_config_error(e, algo_name, argv, parser)) from None
-    from trl_plus.checks import check_config
+    from trl_plus.engine.training_checks import check_config
 
     try:
         check_config(parsed[1])
@@ -264,7 +264,7 @@ def build(algo: str, script: TrainArguments, config, model_args):
     dataset = to_prompt_dataset(rows, SYSTEM_PROMPT, conversational=script.conversational)
     if config.reward_weights is None:
         config.reward_weights = weights
-    from trl_plus.checks import check_trainer
+    from trl_plus.engine.training_checks import check_trainer
 
     try:
         trainer = build_trainer(algo, model=model, reward_funcs=funcs, args=config, train_dataset=dataset,
