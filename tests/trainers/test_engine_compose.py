@@ -59,8 +59,9 @@ def test_registry_errors_name_the_fix():
     ("overrides", "message"),
     [
         ({"advantage_estimator": "nope"}, "Unknown advantage_estimator 'nope'"),
-        ({"advantage_estimator": "gae"}, "needs a learned critic (value model), which PlusGRPOConfig does not train: "
-                                         "use trl_plus.PPOConfig with trl_plus.PPOTrainer (CLI: trl-plus train ppo)"),
+        ({"advantage_estimator": "gae"}, ("needs a learned critic (value model), which PlusGRPOConfig does not "
+                                          "train: use trl_plus.PPOConfig with trl_plus.PPOTrainer (CLI: trl-plus "
+                                          "train ppo)")),
         ({"kl_in_reward_estimator": "k9"}, "kl_in_reward_estimator='k9' is not a KL estimator"),
         ({"kl_in_loss_estimator": "kl"}, "kl_in_loss_estimator='kl' is not a KL estimator"),
         ({"gamma": 0.9}, "gamma=0.9 has no effect with advantage_estimator='grpo'"),

@@ -12,7 +12,9 @@ method. trl-plus never copies it. Instead, read top to bottom:
 3. `_generate_and_score_completions` calls TRL once (`_rollout`), or several times with dynamic sampling
    (`dynamic_sampling`), then `compute_advantages(out)` builds one `EstimatorContext` (rewards, groups, mask,
    KL-in-reward, log-probs, greedy baseline, steps, a cross-process reducer) and calls the estimator, which returns
-   this process's advantages, (B,) or (B, T); `_compute_loss` accepts both.
+   this process's advantages, (B,) or (B, T); `_compute_loss` accepts both. An estimator that needs a critic
+   (`gae`) runs only in a preset that trains one (`trains_critic`: `PPOTrainer` adds `ctx.values`, reads
+   `ctx.returns`).
 4. `_compute_loss` is TRL's, except for the NLL of best-of-K (`best_of_k`) and a KL term with another estimator
    than TRL's k3 (`kl_loss`).
 5. Checkpoints carry the trainer's own state (the dynamic-sampling RNG) and restore it on resume.
