@@ -119,6 +119,8 @@ CLI_CASES = [
         ("requires at least 2 generations per prompt",)),
     Cli("one-generation-remax", _train("remax", "--per_device_train_batch_size", "2", "--num_generations", "1"),
         ("num_generations=1", "set num_generations=2")),
+    Cli("gae-without-critic", _train("grpo", "--advantage_estimator", "gae"),
+        ("advantage_estimator='gae' needs a learned critic", "trl-plus train ppo")),
     Cli("epsilon-high-below-epsilon", _train("dapo", "--epsilon_high", "0.1"),
         ("epsilon_high (0.1) must be >= epsilon (0.2)", "Raise epsilon_high")),
     Cli("negative-max-num-gen-batches", _train("dapo", "--max_num_gen_batches", "-1"),

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.conftest import changed, trainable_snapshot
-from trl_plus import (DAPOConfig, PlusGRPOConfig, PlusGRPOTrainer, ReinforcePlusPlusConfig, ReMaxConfig,
+from trl_plus import (DAPOConfig, PlusGRPOConfig, PlusGRPOTrainer, PPOConfig, ReinforcePlusPlusConfig, ReMaxConfig,
                       register_estimator)
 from trl_plus.engine.estimators import ESTIMATORS, get_estimator
 
@@ -46,19 +46,22 @@ def test_a_custom_estimator_trains(tiny_model_dir, addition_dataset, fast_args, 
 def test_registry_errors_name_the_fix():
     with pytest.raises(ValueError, match="already registered"):
         register_estimator("grpo")(lambda ctx: None)
-    with pytest.raises(ValueError, match="reserved"):
+    with pytest.raises(ValueError, match="already registered"):
         register_estimator("gae")(lambda ctx: None)
     with pytest.raises(ValueError, match="Did you mean 'reinforce_pp'"):
         get_estimator("reinforce_p")
-    assert {"grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "remax", "process", "raft"} <= set(
-        ESTIMATORS)
+    assert {"grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "remax", "process", "raft",
+            "gae"} <= set(ESTIMATORS)
+    assert [name for name, spec in ESTIMATORS.items() if spec.needs_critic] == ["gae"]
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
         ({"advantage_estimator": "nope"}, "Unknown advantage_estimator 'nope'"),
-        ({"advantage_estimator": "gae"}, "is reserved"),
+        ({"advantage_estimator": "gae"}, ("needs a learned critic (value model), which PlusGRPOConfig does not "
+                                          "train: use trl_plus.PPOConfig with trl_plus.PPOTrainer (CLI: trl-plus "
+                                          "train ppo)")),
         ({"kl_in_reward_estimator": "k9"}, "kl_in_reward_estimator='k9' is not a KL estimator"),
         ({"kl_in_loss_estimator": "kl"}, "kl_in_loss_estimator='kl' is not a KL estimator"),
         ({"gamma": 0.9}, "gamma=0.9 has no effect with advantage_estimator='grpo'"),
@@ -97,6 +100,10 @@ def test_reinforce_pp_baseline_with_dynamic_sampling_config(fast_args):
         (ReinforcePlusPlusConfig, {"kl_in_reward_coef": 0.3}, {"kl_coef": 0.3}),
         (ReinforcePlusPlusConfig, {"advantage_estimator": "reinforce_pp_baseline"}, {"baseline": True}),
         (ReMaxConfig, {"kl_coef": 0.1}, {"kl_in_reward_coef": 0.1, "advantage_estimator": "remax"}),
+        (PPOConfig, {}, {"kl_in_reward_coef": 0.01, "kl_coef": 0.01, "kl_in_reward_estimator": "k1",
+                         "advantage_estimator": "gae", "gamma": 1.0, "lam": 0.95, "beta": 0.0}),
+        (PPOConfig, {"kl_coef": 0.0, "kl_estimator": "k2", "gamma": 0.9},
+         {"kl_in_reward_coef": 0.0, "kl_in_reward_estimator": "k2", "gamma": 0.9}),
         (DAPOConfig, {}, {"dynamic_sampling": True, "epsilon_high": 0.28, "loss_type": "dapo",
                           "advantage_estimator": "grpo"}),
     ],
@@ -111,6 +118,16 @@ def test_an_alias_and_its_field_must_agree(fast_args):
         ReinforcePlusPlusConfig(**fast_args(kl_coef=0.2, kl_in_reward_coef=0.3))
     with pytest.raises(ValueError, match="or trl_plus.PlusGRPOConfig for other estimators"):
         ReinforcePlusPlusConfig(**fast_args(advantage_estimator="rloo"))
+    with pytest.raises(ValueError, match="which uses no critic: use 'gae'"):
+        PPOConfig(**fast_args(advantage_estimator="rloo"))
+
+
+def test_a_critic_estimator_needs_a_trainer_with_a_critic(tiny_model_dir, addition_dataset, fast_args):
+    """A PPOConfig passes PlusGRPOTrainer's config check (a subclass), but that trainer trains no critic."""
+    with pytest.raises(ValueError, match="which PlusGRPOTrainer does not train: use trl_plus.PPOConfig with "
+                                         "trl_plus.PPOTrainer"):
+        PlusGRPOTrainer(model=tiny_model_dir, reward_funcs=sevens, args=PPOConfig(**fast_args()),
+                        train_dataset=addition_dataset())
 
 
 def test_process_reward_funcs_need_the_process_estimator(tiny_model_dir, addition_dataset, fast_args):

@@ -1,4 +1,4 @@
-"""Every built-in estimator x dynamic sampling on/off x KL in the reward on/off: one training step on the tiny model,
+"""Every built-in estimator (gae through PPOTrainer, which owns the critic) x dynamic sampling on/off x KL in the reward on/off: one training step on the tiny model,
 and the advantages that reach the loss equal the core function on the same rewards."""
 
 import math
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.conftest import completion_logps
-from trl_plus import PlusGRPOConfig, PlusGRPOTrainer, core
+from trl_plus import PlusGRPOConfig, PlusGRPOTrainer, PPOConfig, PPOTrainer, core
 from trl_plus.engine.process_rewards import local_step_rows
 
 G = 4
@@ -27,7 +27,8 @@ def last_step(completions, **kwargs):
 
 last_step.process_reward = True
 
-ESTIMATORS = ["grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "remax", "process", "raft"]
+ESTIMATORS = ["grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "remax", "process", "raft", "gae"]
+LAM = 0.9
 
 
 def expected_advantages(name, trainer, out, kl, greedy):
@@ -49,6 +50,12 @@ def expected_advantages(name, trainer, out, kl, greedy):
         return core.reinforce_pp_baseline_advantages(rewards, groups, mask, kl, coef)
     if name == "remax":
         return core.remax_advantages(core.token_level_rewards(rewards, mask, kl, coef), greedy[0], mask)
+    if name == "gae":  # the critic's own values of the batch, recomputed here
+        ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+        attention = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+        with torch.no_grad(), trainer.critic.active():
+            values = trainer.critic.values(ids, attention, mask.size(1)) * mask
+        return core.gae_advantages(core.token_level_rewards(rewards, mask, kl, coef), values, mask, 1.0, LAM)[0]
     if name == "process":
         rows = local_step_rows(trainer, trainer._scored)
         adv = core.process_advantages([r[1] for r in rows], [r[0] for r in rows], groups, mask)
@@ -67,10 +74,12 @@ def expected_advantages(name, trainer, out, kl, greedy):
 @pytest.mark.parametrize("kl_in_reward", [False, True], ids=["no-kl", "kl"])
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_every_estimator_with_every_part(tiny_model_dir, addition_dataset, fast_args, pin, name, kl_in_reward):
-    args = PlusGRPOConfig(**fast_args(advantage_estimator=name, per_device_train_batch_size=8, max_steps=1,
-                                      kl_in_reward_coef=KL if kl_in_reward else 0.0))
+    config, trainer_class, extra = (PPOConfig, PPOTrainer, {"lam": LAM}) if name == "gae" else (
+        PlusGRPOConfig, PlusGRPOTrainer, {})  # gae needs the critic: PPO's preset
+    args = config(**fast_args(advantage_estimator=name, per_device_train_batch_size=8, max_steps=1,
+                              kl_in_reward_coef=KL if kl_in_reward else 0.0, **extra))
     reward = [sevens] if name != "process" else [last_step]
-    trainer = PlusGRPOTrainer(model=tiny_model_dir, reward_funcs=reward, args=args, train_dataset=addition_dataset())
+    trainer = trainer_class(model=tiny_model_dir, reward_funcs=reward, args=args, train_dataset=addition_dataset())
     assert (trainer.ref_model is not None) == kl_in_reward  # built only for the KL in the reward (beta = 0)
     pin(trainer, TEXTS)
     if kl_in_reward:  # move the policy away from the reference, so the KL is not 0

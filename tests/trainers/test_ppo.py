@@ -13,7 +13,7 @@ from tests.conftest import changed, trainable_snapshot
 from tests.conftest import completion_logps as logps
 from tests.trainers.test_all_algorithms import variety
 from tests.trainers.test_reinforce_pp import TEXTS, scored_batch, sevens
-from trl_plus import PPOConfig, PPOTrainer
+from trl_plus import PPOConfig, PPOTrainer, register_estimator
 from trl_plus.core import kl_penalty
 from trl_plus.critic import clipped_value_loss, explained_variance
 
@@ -225,6 +225,29 @@ def test_ppo_epochs_and_minibatches_use_trls_num_iterations(tiny_model_dir, addi
 def test_bad_config_values_name_the_fix(fast_args, overrides, match):
     with pytest.raises(ValueError, match=match):
         PPOConfig(**fast_args(**overrides))
+
+
+def test_a_critic_estimator_must_set_the_returns(tiny_model_dir, addition_dataset, fast_args, pin):
+    """A user's needs_critic estimator runs in PPOTrainer with the critic's values; without returns it fails."""
+    from trl_plus.engine.estimators import ESTIMATORS
+
+    seen = {}
+
+    @register_estimator("values_only", needs_critic=True)
+    def values_only(ctx):
+        seen["values"] = ctx.values
+        return ctx.values.clone()
+
+    try:
+        trainer = make(tiny_model_dir, addition_dataset(), fast_args, per_device_train_batch_size=8,
+                       advantage_estimator="values_only", kl_coef=0.0)
+        constant_critic(trainer, V0)
+        with pytest.raises(ValueError, match="'values_only' set no ctx.returns: an estimator registered with "
+                                             "needs_critic=True must set the critic's targets"):
+            scored_batch(trainer, pin)
+    finally:
+        ESTIMATORS.pop("values_only", None)
+    assert torch.allclose(seen["values"], torch.full_like(seen["values"], V0))
 
 
 def _llama(vocab_size: int, cls=LlamaForCausalLM):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from typing import ClassVar
 
 from trl import GRPOConfig
 
@@ -24,13 +25,15 @@ class PlusGRPOConfig(GRPOConfig):
     `bf16` and `use_cpu` default to what the machine supports when left unset (no bf16 and CPU without a GPU).
     """
 
+    trains_critic: ClassVar[bool] = False  # True for the config of a trainer with a critic (PPOConfig)
+
     # ----- advantages -----
     advantage_estimator: str = field(
         default="grpo",
         metadata={"help": "Name in the estimator registry (trl_plus.engine.estimators.ESTIMATORS): 'grpo' (TRL's "
                           "own), 'dr_grpo', 'rloo', 'reinforce_pp', 'reinforce_pp_baseline', 'remax' (greedy "
-                          "baseline), 'process' (step rewards), 'raft' (best-of-K + NLL), or one added with "
-                          "trl_plus.register_estimator."},
+                          "baseline), 'process' (step rewards), 'raft' (best-of-K + NLL), 'gae' (learned critic: "
+                          "PPOConfig / PPOTrainer only), or one added with trl_plus.register_estimator."},
     )
     kl_in_reward_coef: float = field(
         default=0.0,
@@ -47,7 +50,7 @@ class PlusGRPOConfig(GRPOConfig):
                           "loss_type: 'k1', 'k2', 'k3' or 'abs'. TRL's use_bias_correction_kl applies to k3 only."},
     )
     gamma: float = field(default=1.0, metadata={"help": "Discount of the returns-to-go in [0, 1] (estimators that "
-                                                        "compute returns: reinforce_pp, reinforce_pp_baseline)."})
+                                                        "compute returns: reinforce_pp, reinforce_pp_baseline, gae)."})
     reward_clip: float | None = field(
         default=None, metadata={"help": "Clip the total reward to [-reward_clip, reward_clip]; None: no clipping."}
     )
@@ -128,6 +131,8 @@ def check(args: PlusGRPOConfig) -> None:
     from trl_plus.engine.estimators import get_estimator
 
     spec = get_estimator(args.advantage_estimator)
+    if spec.needs_critic and not type(args).trains_critic:
+        _fail(critic_missing(spec.name, type(args).__name__))
     for name in ("kl_in_reward_estimator", "kl_in_loss_estimator"):
         if getattr(args, name) not in KL_ESTIMATORS:
             _fail(f"{name}={getattr(args, name)!r} is not a KL estimator: use one of {KL_ESTIMATORS}.")
@@ -137,7 +142,7 @@ def check(args: PlusGRPOConfig) -> None:
         _fail(f"gamma must be in [0, 1] (got {args.gamma}); 1 is the undiscounted return.")
     if args.gamma != 1.0 and not spec.uses_gamma:
         _fail(f"gamma={args.gamma} has no effect with advantage_estimator={spec.name!r}, which computes no "
-              "returns-to-go: set gamma=1, or use reinforce_pp / reinforce_pp_baseline.")
+              "returns-to-go: set gamma=1, or use reinforce_pp / reinforce_pp_baseline / gae (PPO).")
     if args.reward_clip is not None and not args.reward_clip > 0:
         _fail(f"reward_clip must be > 0 or None (got {args.reward_clip}).")
     if args.beta != 0.0 and args.kl_in_loss_estimator != "k3":
@@ -162,6 +167,13 @@ def check(args: PlusGRPOConfig) -> None:
               "reward give it a negative entry in `reward_weights`.")
     if args.process_reward_weights is not None and not all(map(math.isfinite, args.process_reward_weights)):
         _fail(f"process_reward_weights must be finite numbers, got {args.process_reward_weights}.")
+
+
+def critic_missing(estimator: str, owner: str) -> str:
+    """The error for an estimator that needs a critic, chosen with a config or trainer that has none."""
+    return (f"advantage_estimator={estimator!r} needs a learned critic (value model), which {owner} does not train: "
+            "use trl_plus.PPOConfig with trl_plus.PPOTrainer (CLI: trl-plus train ppo), or a critic-free estimator "
+            "such as 'reinforce_pp' or 'grpo'.")
 
 
 def _check_dynamic_sampling(args, spec) -> None:

@@ -18,8 +18,6 @@ from torch import Tensor
 
 from trl_plus import core
 
-# Names held back for estimators that need more than a function (a trained critic).
-RESERVED = {"gae": "GAE needs a value model (critic), which the GRPO engine does not train"}
 LOSSES = ("policy_gradient", "nll")
 
 
@@ -33,6 +31,7 @@ class Estimator:
     needs_greedy_baseline: bool = False  # decode one greedy completion per prompt: ctx.greedy_rewards
     needs_step_rewards: bool = False  # the trainer takes process_reward_funcs: ctx.step_rewards / step_token_ends
     uses_gamma: bool = False  # the estimator computes discounted returns (otherwise gamma must stay 1)
+    needs_critic: bool = False  # only a trainer that trains a critic (PPOTrainer): ctx.values in, ctx.returns out
     loss: str = "policy_gradient"  # TRL's loss, or "nll": SFT on the rows with advantage 1 (best-of-K)
 
 
@@ -40,18 +39,17 @@ ESTIMATORS: dict[str, Estimator] = {}
 
 
 def register_estimator(name: str, *, needs_reference_logps: bool = False, needs_greedy_baseline: bool = False,
-                       needs_step_rewards: bool = False, uses_gamma: bool = False, loss: str = "policy_gradient",
-                       replace: bool = False):
+                       needs_step_rewards: bool = False, uses_gamma: bool = False, needs_critic: bool = False,
+                       loss: str = "policy_gradient", replace: bool = False):
     """Decorator: add `fn(ctx) -> advantages` to the registry under `name`, for `advantage_estimator=name`.
 
     Register before building the config that names it. `needs_reference_logps=True` makes the trainer build the
     reference model and fill `ctx.logps`/`ctx.ref_logps`; `needs_greedy_baseline=True` fills `ctx.greedy_rewards`;
     `needs_step_rewards=True` makes the trainer take `process_reward_funcs` and fill the step fields; `uses_gamma`
-    allows `gamma != 1`; `loss="nll"` trains the rows whose advantage is 1 with the negative log-likelihood.
+    allows `gamma != 1`; `needs_critic=True` restricts the estimator to a trainer with a critic (`PPOTrainer`),
+    which fills `ctx.values` and trains the critic towards the `ctx.returns` the estimator sets; `loss="nll"` trains the rows whose advantage is 1 with the negative log-likelihood.
     A name already taken raises unless `replace=True`.
     """
-    if name in RESERVED:
-        raise ValueError(f"The estimator name {name!r} is reserved ({RESERVED[name]}); pick another name.")
     if loss not in LOSSES:
         raise ValueError(f"loss={loss!r} is unknown: use one of {LOSSES}.")
 
@@ -60,17 +58,14 @@ def register_estimator(name: str, *, needs_reference_logps: bool = False, needs_
             raise ValueError(f"An advantage estimator named {name!r} is already registered: pick another name, or "
                              "pass replace=True to replace it.")
         ESTIMATORS[name] = Estimator(name, fn, needs_reference_logps, needs_greedy_baseline, needs_step_rewards,
-                                     uses_gamma, loss)
+                                     uses_gamma, needs_critic, loss)
         return fn
 
     return decorate
 
 
 def get_estimator(name: str) -> Estimator:
-    """The registered estimator `name`; ValueError naming the valid ones (and why a reserved name is not)."""
-    if name in RESERVED:
-        raise ValueError(f"advantage_estimator={name!r} is reserved: {RESERVED[name]}. Use a GRPO-family estimator "
-                         f"({', '.join(sorted(ESTIMATORS))}) or a trainer with a critic.")
+    """The registered estimator `name`; ValueError naming the valid ones."""
     if name not in ESTIMATORS:
         import difflib
 
@@ -86,7 +81,8 @@ class EstimatorContext:
     """Everything an estimator may use for one generation batch. `N` rows over all processes, `B` on this one.
 
     Gathered (all processes, in TRL's order): `rewards`, `rewards_per_func`, `group_ids`, `greedy_rewards`,
-    step fields. This process's: `mask`, `kl`, `logps`, `ref_logps`; `local` selects its rows of the gathered ones.
+    step fields. This process's: `mask`, `kl`, `logps`, `ref_logps`, `values`; `local` selects its rows of the
+    gathered ones. An estimator with `needs_critic` sets `returns`, the critic's targets.
     """
 
     rewards: Tensor  # (N,) weighted total reward (reward_clip applied); NaN: every reward function abstained
@@ -107,6 +103,8 @@ class EstimatorContext:
     step_rewards: list | None = None  # N lists of step rewards (None: unscorable step)
     step_token_ends: list | None = None  # N lists of the token index where each step ends
     completion_lengths: Tensor | None = None  # (N,) completion lengths in tokens (with step rewards)
+    values: Tensor | None = None  # (B, T) the critic's values V_old of the rollout tokens (needs_critic)
+    returns: Tensor | None = None  # (B, T) set by a needs_critic estimator: the critic's regression targets
     trainer: Any = None  # the trainer, for estimators that log TRL's own metrics (advanced use)
 
     @property
@@ -193,6 +191,19 @@ def remax(ctx: EstimatorContext) -> Tensor:
     valid = ctx.mask.bool()
     totals = ctx.reducer(torch.stack([torch.where(valid, advantages, 0.0).sum(), valid.sum().to(advantages.dtype)]))
     ctx.log("remax/advantage_mean", (totals[0] / totals[1].clamp(min=1)).item())
+    return advantages
+
+
+@register_estimator("gae", uses_gamma=True, needs_critic=True)
+def gae(ctx: EstimatorContext) -> Tensor:
+    """GAE on the critic's values (Schulman 2015, https://huggingface.co/papers/1506.02438), whitened over all valid
+    tokens of all processes, with the token rewards of `token_rewards` (outcome at the last token, KL penalty on every
+    token, as in InstructGPT, https://huggingface.co/papers/2203.02155). Sets `ctx.returns` (advantages + values).
+    `lam` comes from the config (`PPOConfig.lam`)."""
+    valid = ctx.scored_mask()
+    values = torch.where(valid, ctx.values, 0.0)
+    advantages, ctx.returns = core.gae_advantages(ctx.token_rewards(), values, valid, ctx.args.gamma, ctx.args.lam,
+                                                  reducer=ctx.reducer)
     return advantages
 
 

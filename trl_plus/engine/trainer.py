@@ -12,7 +12,9 @@ method. trl-plus never copies it. Instead, read top to bottom:
 3. `_generate_and_score_completions` calls TRL once (`_rollout`), or several times with dynamic sampling
    (`dynamic_sampling`), then `compute_advantages(out)` builds one `EstimatorContext` (rewards, groups, mask,
    KL-in-reward, log-probs, greedy baseline, steps, a cross-process reducer) and calls the estimator, which returns
-   this process's advantages, (B,) or (B, T); `_compute_loss` accepts both.
+   this process's advantages, (B,) or (B, T); `_compute_loss` accepts both. An estimator that needs a critic
+   (`gae`) runs only in a preset that trains one (`trains_critic`: `PPOTrainer` adds `ctx.values`, reads
+   `ctx.returns`).
 4. `_compute_loss` is TRL's, except for the NLL of best-of-K (`best_of_k`) and a KL term with another estimator
    than TRL's k3 (`kl_loss`).
 5. Checkpoints carry the trainer's own state (the dynamic-sampling RNG) and restore it on resume.
@@ -35,7 +37,7 @@ from trl import GRPOTrainer
 from trl_plus.engine.training_checks import check_config, check_trainer, checked_reward, warn_if_past_context
 from trl_plus.core import kl_penalty
 from trl_plus.engine import best_of_k
-from trl_plus.engine.config import PlusGRPOConfig, setting
+from trl_plus.engine.config import PlusGRPOConfig, critic_missing, setting
 from trl_plus.engine.dynamic_sampling import DynamicSampling
 from trl_plus.engine.estimators import EstimatorContext, get_estimator
 from trl_plus.engine.greedy_baseline import GreedyBaseline
@@ -90,6 +92,7 @@ class PlusGRPOTrainer(DynamicSampling, GreedyBaseline, GRPOTrainer):
 
     _tag_names: ClassVar[list[str]] = ["trl", "trl-plus"]
     config_class: ClassVar[type] = PlusGRPOConfig  # each preset names its config class
+    trains_critic: ClassVar[bool] = False  # a preset with a critic (PPOTrainer) fills ctx.values, trains on returns
 
     def __init__(self, model, reward_funcs=None, args=None, *more, process_reward_funcs=None, **kwargs):
         args = self.resolve_config(model, args)
@@ -97,6 +100,8 @@ class PlusGRPOTrainer(DynamicSampling, GreedyBaseline, GRPOTrainer):
         call = inspect.signature(GRPOTrainer.__init__).bind(self, model, reward_funcs, args, *more, **kwargs).arguments
         call.pop("self")
         self.estimator = get_estimator(setting(args, "advantage_estimator"))
+        if self.estimator.needs_critic and not self.trains_critic:
+            raise ValueError(critic_missing(self.estimator.name, type(self).__name__))
         self.process_adapters, self.process_weights = [], []
         if self.estimator.needs_step_rewards:
             outcome, outcome_weights, process, self.process_weights = split_rewards(
@@ -319,12 +324,15 @@ class PlusGRPOTrainer(DynamicSampling, GreedyBaseline, GRPOTrainer):
         if old is None:
             ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
             mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
-            batch_size = (self.args.per_device_train_batch_size if self.mode == "train"
-                          else self.args.per_device_eval_batch_size)
             with torch.no_grad():
                 old, _, _ = self._get_per_token_logps_and_entropies(
-                    self.model, ids, mask, out["completion_ids"].size(1), batch_size=batch_size)
+                    self.model, ids, mask, out["completion_ids"].size(1), batch_size=self.forward_batch_size)
         return old, out.get("ref_per_token_logps")
+
+    @property
+    def forward_batch_size(self) -> int:
+        """Rows per forward pass over a generation batch (the per-device batch size of the mode)."""
+        return self.args.per_device_train_batch_size if self.mode == "train" else self.args.per_device_eval_batch_size
 
     def log_metric(self, name: str, value: float) -> None:
         self._metrics[self.mode][name].append(float(value))

@@ -1,4 +1,4 @@
-"""PPO with a learned critic and GAE on TRL's GRPOTrainer (TRL 1.x removed its own `PPOTrainer`).
+"""PPO with a learned critic and GAE, a preset of the engine (TRL 1.x removed its own `PPOTrainer`).
 
 PPO for LLMs as in InstructGPT (Ouyang et al. 2022, https://huggingface.co/papers/2203.02155): the outcome
 reward sits on the last valid completion token, a per-token KL penalty against the reference policy
@@ -7,20 +7,21 @@ https://huggingface.co/papers/1506.02438) on the critic's values, whitened over 
 processes, and the GAE returns are the critic's targets (clipped value loss). The policy loss, the ratio and its
 clipping, PPO epochs (`num_iterations`) and minibatches (`steps_per_generation`) are TRL's own.
 
-Where things happen (no TRL method body is copied):
-- `compute_advantages` (the seam of `PlusGRPOTrainer`): after TRL generated and scored the batch, the critic's
-  values `V_old` (no grad) for every completion token, the token rewards and GAE from `trl_plus.core`. The
-  values, returns and value mask travel with TRL's batch, so TRL's shuffling and minibatch split keep them
-  aligned with the advantages.
-- `_compute_loss`: TRL's loss; it remembers the micro-batch for the critic, and zeroes the policy's loss
+On the engine, PPO is the `gae` estimator (`trl_plus/engine/estimators.py`) plus the critic component that this
+preset owns (no TRL method body is copied):
+- `compute_advantages`: the engine's `EstimatorContext` gets the critic's values `V_old` (no grad) for every
+  completion token; the `gae` estimator returns the advantages and sets `ctx.returns`. Values, returns and value
+  mask travel with TRL's batch, so TRL's shuffling and minibatch split keep them aligned with the advantages.
+- `_compute_loss`: the engine's loss; it remembers the micro-batch for the critic, and zeroes the policy's loss
   during `critic_warmup_steps`.
 - `training_step`: after TRL's forward/backward of the policy, the critic's forward/backward on the same
   micro-batch (the policy's graph is freed by then, so the two never sit in memory together).
 - A callback's `on_optimizer_step`: the critic's optimizer steps together with the policy's (same accumulation
   boundaries, also on a resumed run).
 
-`num_generations` (G): TRL requires G >= 2. PPO uses no groups: the critic is the baseline, so G only sets how
-many samples each prompt gets (a batch of B completions holds B / G distinct prompts).
+The config keeps PPO's field names as aliases of the engine's: `kl_coef` = `kl_in_reward_coef`, `kl_estimator` =
+`kl_in_reward_estimator`. `num_generations` (G): TRL requires G >= 2. PPO uses no groups: the critic is the
+baseline, so G only sets how many samples each prompt gets (a batch of B completions holds B / G distinct prompts).
 """
 
 from __future__ import annotations
@@ -33,26 +34,32 @@ from typing import ClassVar
 import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from trl import GRPOConfig
 
-from trl_plus.core import KL_ESTIMATORS, gae_advantages, kl_penalty, token_level_rewards
 from trl_plus.critic import STATE_FILE as CRITIC_STATE_FILE
 from trl_plus.critic import Critic, clipped_value_loss, explained_variance
-from trl_plus.trainers.base import PlusGRPOTrainer
+from trl_plus.engine.config import PlusGRPOConfig, apply_alias, check_kl_aliases
+from trl_plus.engine.estimators import get_estimator
+from trl_plus.engine.trainer import PlusGRPOTrainer
 
 logger = logging.getLogger(__name__)
 CRITIC_DIR = "critic"  # sub-folder of the saved model holding the critic
 
 
 @dataclass
-class PPOConfig(GRPOConfig):
-    """Configuration of `PPOTrainer`: `GRPOConfig` plus the critic, GAE and KL-in-reward fields.
+class PPOConfig(PlusGRPOConfig):
+    """Configuration of `PPOTrainer`: `PlusGRPOConfig` with `advantage_estimator='gae'` plus the critic's fields.
 
     Defaults follow TRL's former `PPOConfig` and OpenRLHF: `gamma=1`, `lam=0.95`, `vf_coef=0.1`,
     `cliprange_value=0.2`, `kl_coef=0.01` (OpenRLHF's; TRL's former 0.05 swamps rewards in [0, 1] over a few dozen
     tokens) with the k1 estimator, no KL in the loss (`beta=0`).
     """
 
+    trains_critic: ClassVar[bool] = True
+
+    advantage_estimator: str = field(default="gae", metadata={"help": "'gae', or another estimator registered with "
+                                                                     "needs_critic=True."})
+    kl_in_reward_coef: float = field(default=0.01, metadata={"help": "Coefficient of the per-token KL penalty in "
+                                                                     "the reward (alias: kl_coef)."})
     value_model_path: str | None = field(
         default=None,
         metadata={"help": "Local folder or hub id of the critic's starting weights (a causal LM, or a 1-label "
@@ -69,29 +76,29 @@ class PPOConfig(GRPOConfig):
         default=0.2, metadata={"help": "Clip the new values to V_old +- cliprange_value in the value loss; None "
                                        "disables value clipping."},
     )
-    gamma: float = field(default=1.0, metadata={"help": "Discount of GAE, in [0, 1]."})
     lam: float = field(default=0.95, metadata={"help": "GAE lambda, in [0, 1] (1: Monte-Carlo returns, 0: TD(0))."})
-    kl_coef: float = field(
-        default=0.01, metadata={"help": "Coefficient of the per-token KL penalty in the reward (0 disables it and the "
-                                        "reference model, unless beta > 0)."},
+    kl_coef: float | None = field(
+        default=None, metadata={"help": "Alias of kl_in_reward_coef (default 0.01): the per-token KL penalty in the "
+                                        "reward; 0 disables it and the reference model, unless beta > 0."},
     )
-    kl_estimator: str = field(default="k1", metadata={"help": "KL estimator of the reward penalty: 'k1', 'k2', 'k3' "
-                                                              "or 'abs' (Schulman 2020)."})
+    kl_estimator: str | None = field(
+        default=None, metadata={"help": "Alias of kl_in_reward_estimator: 'k1' (default), 'k2', 'k3' or 'abs' "
+                                        "(Schulman 2020)."}
+    )
     critic_warmup_steps: int = field(
         default=0, metadata={"help": "Train only the critic for this many optimizer steps (the policy's loss is 0), "
                                      "as verl and OpenRLHF do."},
     )
 
     def __post_init__(self):
-        super().__post_init__()
-        for name in ("gamma", "lam"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1] (got {value}); PPO for LLMs uses gamma=1, lam=0.95.")
-        if self.kl_estimator not in KL_ESTIMATORS:
-            raise ValueError(f"kl_estimator={self.kl_estimator!r} is not a KL estimator: use one of {KL_ESTIMATORS}.")
-        if self.kl_coef < 0:
-            raise ValueError(f"kl_coef must be >= 0 (got {self.kl_coef}); use 0 to switch the KL reward off.")
+        check_kl_aliases(self, ("kl_coef", "kl_estimator"))
+        apply_alias(self, "kl_coef", "kl_in_reward_coef")
+        apply_alias(self, "kl_estimator", "kl_in_reward_estimator")
+        if not get_estimator(self.advantage_estimator).needs_critic:
+            raise ValueError(f"PPOConfig got advantage_estimator={self.advantage_estimator!r}, which uses no critic: "
+                             "use 'gae', or trl_plus.PlusGRPOConfig for critic-free estimators.")
+        if not 0.0 <= self.lam <= 1.0:
+            raise ValueError(f"lam must be in [0, 1] (got {self.lam}); PPO for LLMs uses gamma=1, lam=0.95.")
         if self.vf_coef <= 0:
             raise ValueError(f"vf_coef must be > 0 (got {self.vf_coef}): with 0 the critic never learns.")
         if self.cliprange_value is not None and self.cliprange_value <= 0:
@@ -100,6 +107,7 @@ class PPOConfig(GRPOConfig):
             raise ValueError(f"critic_learning_rate must be > 0 or None (got {self.critic_learning_rate}).")
         if self.critic_warmup_steps < 0:
             raise ValueError(f"critic_warmup_steps must be >= 0 (got {self.critic_warmup_steps}).")
+        super().__post_init__()
 
 
 class _CriticStep(TrainerCallback):
@@ -118,12 +126,14 @@ class PPOTrainer(PlusGRPOTrainer):
     Takes `trl.GRPOTrainer`'s arguments plus `value_model` (a model, a local path or a hub id; default: the
     policy's weights with a fresh value head). Advantages are (B, T). Logs `ppo/value_loss`,
     `ppo/value_clipfrac`, `ppo/value_grad_norm`, `ppo/explained_variance`, `ppo/value_mean`,
-    `ppo/returns_mean` and, with `kl_coef > 0`, `ppo/kl` (mean per-token KL estimate in the reward). `save_model`
+    `ppo/returns_mean` and, with `kl_coef > 0`, `ppo/kl` (mean per-token KL estimate in the reward; the engine
+    also logs it as `gae/kl_reward`). `save_model`
     writes the critic to `<output_dir>/critic`; checkpoints hold its exact state in `critic_state.pt`.
     """
 
     _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "ppo"]
     config_class = PPOConfig
+    trains_critic: ClassVar[bool] = True
 
     def __init__(self, model, reward_funcs, args: PPOConfig | None = None, *more, value_model=None, **kwargs):
         super().__init__(model, reward_funcs, args, *more, **kwargs)
@@ -137,21 +147,17 @@ class PPOTrainer(PlusGRPOTrainer):
     # ----- rollout: values, token rewards, GAE ---------------------------------------------------------------
 
     def compute_advantages(self, out):
-        mask = self.loss_mask(out)
-        rewards = self.total_rewards()[self.local_rows(mask.size(0))]
-        valid = mask.bool() & ~torch.isnan(rewards)[:, None]  # an unscorable row carries no signal
-        kl = None
-        if self.args.kl_coef > 0:
-            logp_old, logp_ref = self.rollout_logps(out)
-            kl = kl_penalty(logp_old, logp_ref, self.args.kl_estimator)
-        token_rewards = token_level_rewards(rewards, valid, kl=kl, kl_coef=self.args.kl_coef)
+        ctx = self.estimator_context(out)
         with torch.no_grad(), self.critic.active():
-            values = self.critic.values(*self._sequence(out), batch_size=self._logps_batch_size)
-        values = torch.where(valid, values, 0.0)
-        advantages, returns = gae_advantages(token_rewards, values, valid, self.args.gamma, self.args.lam,
-                                             reducer=self.reduce_sum)
-        out["old_values"], out["returns"], out["value_mask"] = values, returns, valid.to(mask.dtype)
-        self._log_rollout(values, returns, valid, kl)
+            ctx.values = self.critic.values(*self._sequence(out), batch_size=self.forward_batch_size)
+        advantages = self.estimator.fn(ctx)
+        if ctx.returns is None:
+            raise ValueError(f"advantage_estimator={self.estimator.name!r} set no ctx.returns: an estimator registered "
+                             "with needs_critic=True must set the critic's targets (B, T).")
+        valid = ctx.scored_mask()  # an unscorable row carries no signal
+        values = torch.where(valid, ctx.values, 0.0)
+        out["old_values"], out["returns"], out["value_mask"] = values, ctx.returns, valid.to(ctx.mask.dtype)
+        self._log_rollout(values, ctx.returns, valid, ctx.kl if ctx.kl_coef > 0 else None)
         return advantages
 
     def _sequence(self, batch):
