@@ -244,14 +244,16 @@ def crashes(completions, **kwargs):
     [
         (past_the_end, ValueError, "'past_the_end', completion 0 (1 characters): step offset 1 is outside"),
         (one_list_short, ValueError, "'one_list_short' returned 3 step lists for 4 completions"),
-        (crashes, KeyError, "'crashes' raised KeyError: 'boom'"),
+        (crashes, KeyError, "'boom'"),  # the user's own exception, with a note naming the function
     ],
     ids=["offset-past-the-completion", "wrong-number-of-lists", "raising"],
 )
 def test_bad_process_rewards_fail_clearly(tiny_model_dir, addition_dataset, fast_args, pin, process, error, message):
     trainer = make(tiny_model_dir, addition_dataset(), fast_args, process=[process])
-    with pytest.raises(error, match=re.escape(message)):
+    with pytest.raises(error, match=re.escape(message)) as info:
         scored_batch(trainer, pin, ["7", "x7", "", "abc"])
+    if error is KeyError:
+        assert "raised by the process reward function 'crashes'" in " ".join(getattr(info.value, "__notes__", []))
 
 
 # Training runs, LoRA, constant rewards and learning: tests/trainers/test_all_algorithms.py (every algorithm).

@@ -24,6 +24,7 @@ from trl.trainer.utils import get_callable_name, is_async_callable
 import reward_fns
 from trl_plus.core import process_advantages, returns_to_go
 from trl_plus.engine.step_offsets import char_to_token, check_steps, merge_steps, token_char_ends
+from trl_plus.engine.training_checks import naming_reward_errors
 
 
 class ProcessRewardAdapter:
@@ -32,22 +33,15 @@ class ProcessRewardAdapter:
     Called like an outcome reward (`(prompts, completions, **kwargs) -> list[float | None]`, B values): it
     runs the process function, validates its steps against the completion texts (`steps.check_steps`),
     keeps them in `self.steps` (B lists of `(offset, reward)`) and returns each completion's mean step
-    reward, None for a completion without scorable steps. Errors of the function are re-raised naming it.
+    reward, None for a completion without scorable steps. Errors of the function pass through with a note naming it.
     """
 
     def __init__(self, fn, name: str):
         self.fn, self.__name__, self.steps = fn, name, None
 
     def __call__(self, prompts=None, completions=None, **kwargs):
-        try:
+        with naming_reward_errors(self.__name__, "process reward function"):
             result = self.fn(prompts=prompts, completions=completions, **kwargs)
-        except Exception as exc:
-            message = f"Process reward function {self.__name__!r} raised {type(exc).__name__}: {exc}"
-            try:
-                error = type(exc)(message)
-            except Exception:  # noqa: BLE001 - an exception type with another constructor
-                error = RuntimeError(message)
-            raise error from exc
         self.steps = check_steps(result, [reward_fns.completion_text(c) for c in completions], self.__name__)
         means = []
         for steps in self.steps:

@@ -7,6 +7,8 @@ the base seam; the CLI also runs them for TRL's own `GRPOTrainer`.
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 import warnings
 
@@ -60,6 +62,21 @@ def check_trainer(trainer: GRPOTrainer) -> None:
                          "model.")
 
 
+@contextlib.contextmanager
+def naming_reward_errors(name: str, kind: str = "reward function"):
+    """Let an error of a user's reward function through unchanged, with a note naming the function and the fix.
+
+    The one way trl-plus reports reward errors: the exception keeps its type and traceback (so `except` clauses
+    and debuggers still work), and the note says which function raised and what to do instead.
+    """
+    try:
+        yield
+    except Exception as exc:
+        exc.add_note(f"(raised by the {kind} {name!r}: a reward function that cannot score a completion should "
+                     "return None for it rather than raise)")
+        raise
+
+
 def checked_reward(func, name: str):
     """`func` with its output checked; nn.Modules and async functions are returned as they are."""
     from trl.trainer.utils import is_async_callable
@@ -68,12 +85,8 @@ def checked_reward(func, name: str):
         return func
 
     def checked(*args, **kwargs):
-        try:
+        with naming_reward_errors(name):
             result = func(*args, **kwargs)
-        except Exception as exc:
-            exc.add_note(f"(raised by the reward function {name!r}: a reward function that cannot score a "
-                         "completion should return None for it rather than raise)")
-            raise
         _check_rewards(result, name)
         return result
 
