@@ -39,9 +39,8 @@ TARGETS = {"engine": 1.05, "dr_grpo": 1.05, "dapo": 1.05, "ps_grpo": 1.05, "rahf
 def build(label: str, model_path, rows, args, work: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
-    from trl_plus.data import to_prompt_dataset
-
     from trl_plus import algorithms
+    from trl_plus.data import to_prompt_dataset
 
     set_seed(args.seed)
     model = AutoModelForCausalLM.from_pretrained(model_path)

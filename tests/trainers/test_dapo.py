@@ -11,9 +11,9 @@ import torch
 from tests.conftest import changed, trainable_snapshot
 from trl_plus import DAPOConfig, DAPOTrainer
 from trl_plus.core import grpo_advantages
+from trl_plus.engine.rollout_batches import concat_rollouts
 from trl_plus.trainers.base import Scored
 from trl_plus.trainers.dapo import STATE_FILE
-from trl_plus.engine.rollout_batches import concat_rollouts
 
 G = 4
 

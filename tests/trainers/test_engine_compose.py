@@ -6,8 +6,15 @@ import pytest
 import torch
 
 from tests.conftest import changed, trainable_snapshot
-from trl_plus import (DAPOConfig, PlusGRPOConfig, PlusGRPOTrainer, PPOConfig, ReinforcePlusPlusConfig, ReMaxConfig,
-                      register_estimator)
+from trl_plus import (
+    DAPOConfig,
+    PlusGRPOConfig,
+    PlusGRPOTrainer,
+    PPOConfig,
+    ReinforcePlusPlusConfig,
+    ReMaxConfig,
+    register_estimator,
+)
 from trl_plus.engine.estimators import ESTIMATORS, get_estimator
 
 TEXTS = ["7", "77", "a", "777"]

@@ -10,7 +10,6 @@ from trl_plus import ListwiseDPOConfig, ListwiseDPOTrainer, build_listwise_datas
 from trl_plus.data import generate_problems, to_prompt_dataset
 from trl_plus.demo import REWARDS, DemoSettings, greedy_accuracy, sft_warmup, tiny_model_path
 
-
 PROMPTS = 800  # x K = 4 samples
 # Offline DPO on this tiny model needs a gentle update: at beta 0.1 a learning rate of 5e-4 collapsed accuracy
 # (37% -> 7%) and 1e-4 for one epoch did nothing; beta 0.5, 1e-4, two epochs gained.

@@ -8,7 +8,6 @@ import torch
 import reward_fns
 from trl_plus import ProcessGRPOConfig, ProcessGRPOTrainer
 from trl_plus.core import process_advantages
-from trl_plus.tiny import build_tokenizer
 from trl_plus.engine.step_offsets import (
     char_to_token,
     check_steps,
@@ -17,6 +16,7 @@ from trl_plus.engine.step_offsets import (
     prefix_char_ends,
     token_char_ends,
 )
+from trl_plus.tiny import build_tokenizer
 
 # Pinned completions. The tiny tokenizer has one token per character, except the five format markers.
 TEXTS = ["7\n77", "a7", "<answer>7\nb", "x\n7", "77\n7\n", "", "7y7", "####\n1"]

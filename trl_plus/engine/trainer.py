@@ -34,7 +34,6 @@ from accelerate.utils import gather_object
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
-from trl_plus.engine.training_checks import check_config, check_trainer, checked_reward, warn_if_past_context
 from trl_plus.core import kl_penalty
 from trl_plus.engine import best_of_k
 from trl_plus.engine.config import PlusGRPOConfig, critic_missing, setting
@@ -45,6 +44,7 @@ from trl_plus.engine.kl_loss import loss_with_kl
 from trl_plus.engine.machine import check_world_size
 from trl_plus.engine.overlong import with_overlong_reward
 from trl_plus.engine.process_rewards import ProcessRewardAdapter, local_step_rows, split_rewards
+from trl_plus.engine.training_checks import check_config, check_trainer, checked_reward, warn_if_past_context
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ the base seam; the CLI also runs them for TRL's own `GRPOTrainer`.
 from __future__ import annotations
 
 import contextlib
-
 import math
 import warnings
 
