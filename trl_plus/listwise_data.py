@@ -18,13 +18,33 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from datasets import Dataset, IterableDataset
 
 PASSTHROUGH = ("tools", "chat_template_kwargs")  # per-row columns TRL's tokenisation reads
+
+@dataclass
+class ListwiseOptions:
+    """The fields both listwise configs add to TRL's (mixed in before `DPOConfig` / `RewardConfig`)."""
+
+    top_k: int | None = field(
+        default=None,
+        metadata={"help": "Use only the first top_k factors of the Plackett-Luce product (a truncated ranking: "
+                          "only the best top_k positions are trusted). None: the whole ranking. Every row needs "
+                          "K >= top_k."},
+    )
+
+    def check_listwise_options(self) -> None:
+        """Machine defaults (`bf16` off where it cannot run) and the `top_k` check; call before TRL's checks."""
+        from trl_plus.engine.machine import machine_defaults
+
+        machine_defaults(self)
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1 (or None for the whole ranking), got {self.top_k}.")
+
 
 
 class ListwiseDataError(ValueError):

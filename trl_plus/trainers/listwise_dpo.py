@@ -13,37 +13,27 @@ come from TRL's own `compute_ref_log_probs`, so the reference model, PEFT (adapt
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from trl import DPOConfig, DPOTrainer
 
-from trl_plus.listwise_data import ListwiseDataMixin, to_lists
+from trl_plus.listwise_data import ListwiseDataMixin, ListwiseOptions, to_lists
 from trl_plus.plackett_luce import plackett_luce_nll
-from trl_plus.trainers.pl_reward import default_bf16
 
 SEQUENCE_KEYS = ("input_ids", "attention_mask", "completion_mask")
 
 
 @dataclass
-class ListwiseDPOConfig(DPOConfig):
+class ListwiseDPOConfig(ListwiseOptions, DPOConfig):
     """`DPOConfig` plus `top_k`. `beta`, `max_length`, reference-model and PEFT options are TRL's.
 
     Listwise data: `prompt`, `completions` (K >= 2) and `ranking` (indices, best first) or `scores` (higher is
     better; equal scores are tied, see `trl_plus.listwise_data`). `bf16` defaults to what the machine supports.
     """
 
-    top_k: int | None = field(
-        default=None,
-        metadata={"help": "Use only the first top_k factors of the Plackett-Luce product (a truncated ranking: "
-                          "only the best top_k positions are trusted). None: the whole ranking. Every row needs "
-                          "K >= top_k."},
-    )
-
     def __post_init__(self):
-        default_bf16(self)
-        if self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1 (or None for the whole ranking), got {self.top_k}.")
+        self.check_listwise_options()
         loss = [self.loss_type] if isinstance(self.loss_type, str) else list(self.loss_type)
         unsupported = {
             "loss_type": loss != ["sigmoid"],  # the Plackett-Luce loss is the listwise sigmoid loss

@@ -11,41 +11,24 @@ signature columns, shared in `ListwiseDataMixin`) and `compute_loss`; model load
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import torch
 from trl import RewardConfig, RewardTrainer
 
-from trl_plus.listwise_data import ListwiseDataMixin, to_lists
+from trl_plus.listwise_data import ListwiseDataMixin, ListwiseOptions, to_lists
 from trl_plus.plackett_luce import plackett_luce_nll
 
 
-def default_bf16(config) -> None:
-    """Unless the user set `bf16`/`fp16`, use bf16 only where it runs (a bf16-capable GPU, not `use_cpu`):
-    TRL's default `bf16=True` fails on machines without one."""
-    if config.bf16 is None and not config.fp16:
-        config.bf16 = bool(not config.use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-
-
 @dataclass
-class PlackettLuceRewardConfig(RewardConfig):
+class PlackettLuceRewardConfig(ListwiseOptions, RewardConfig):
     """`RewardConfig` plus `top_k`. `max_length`, `center_rewards_coefficient` and PEFT options are TRL's.
 
     Listwise data: `prompt`, `completions` (K >= 2) and `ranking` (indices, best first) or `scores` (higher is
     better; equal scores are tied, see `trl_plus.listwise_data`). `bf16` defaults to what the machine supports.
     """
 
-    top_k: int | None = field(
-        default=None,
-        metadata={"help": "Use only the first top_k factors of the Plackett-Luce product (a truncated ranking: "
-                          "only the best top_k positions are trusted). None: the whole ranking. Every row needs "
-                          "K >= top_k."},
-    )
-
     def __post_init__(self):
-        default_bf16(self)
-        if self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1 (or None for the whole ranking), got {self.top_k}.")
+        self.check_listwise_options()
         super().__post_init__()
 
 
