@@ -143,9 +143,6 @@ CLI_CASES = [
         lambda t, m: ["train", "grpo", "--model", model_without_chat_template(t, m), "--output_dir", str(t / "o")],
         ("the tokenizer has no chat template", "--conversational false")),
 ]
-if not torch.cuda.is_available():
-    CLI_CASES.append(Cli("bf16-on-cpu", _train("grpo", "--bf16", "true"),
-                         ("doesn't support bf16/gpu", "use_cpu")))
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=[c.id for c in CLI_CASES])
