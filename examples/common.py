@@ -41,7 +41,7 @@ def example_setup(name: str, doc: str, argv=None, num_generations: int = 8):
     """Parse the example's options; return (model, train_dataset, reward_funcs, reward_weights, lora, settings)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--data", default="gsm8k", help="'gsm8k' (hub) or a GSM8K-schema .jsonl file")
-    parser.add_argument("--offline_smoke", "--offline_smoke", action="store_true",
+    parser.add_argument("--offline_smoke", "--offline-smoke", action="store_true",
                         help="one CPU step on the tiny offline model")
     cli = parser.parse_args(argv)
     smoke = cli.offline_smoke or os.environ.get("TRL_PLUS_OFFLINE_SMOKE") == "1"

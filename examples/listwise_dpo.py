@@ -31,7 +31,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="gsm8k", help="'gsm8k' (hub) or a GSM8K-schema .jsonl file")
     parser.add_argument("--prompts", type=int, default=2000, help="prompts to sample K = 4 completions for")
-    parser.add_argument("--offline_smoke", action="store_true", help="one CPU step on the tiny offline model")
+    parser.add_argument("--offline_smoke", "--offline-smoke", action="store_true",
+                        help="one CPU step on the tiny offline model")
     cli = parser.parse_args(argv)
     smoke = cli.offline_smoke or os.environ.get("TRL_PLUS_OFFLINE_SMOKE") == "1"
 

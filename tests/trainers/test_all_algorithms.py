@@ -85,6 +85,8 @@ METRICS = {  # logged by each algorithm, on top of TRL's `reward` and `loss`
     # one process function routed, the outcome one weighted in as the last step, both logged
     "ps_grpo": {"process/steps_per_completion", "process/step_reward_mean", "rewards/char_codes/mean",
                 "rewards/ends_in_7/mean"},
+    "ppo": {"ppo/value_loss", "ppo/value_clipfrac", "ppo/explained_variance", "ppo/value_mean", "ppo/returns_mean",
+            "ppo/kl"},
 }
 
 
@@ -109,7 +111,9 @@ LORA_OVERRIDES = {"grpo": {"beta": 0.04}, "dr_grpo": {"beta": 0.04}, "reinforce_
                   "reinforce_pp_baseline": {"kl_coef": 0.05}, "remax": {"kl_coef": 0.05}}
 
 
-@pytest.mark.parametrize("name", ALGOS)
+# ppo is left out: its critic is a second LoRA adapter, frozen outside the critic's own passes, so "frozen"
+# parameters do change; test_ppo_qlora.py checks both adapters against a bit-identical base.
+@pytest.mark.parametrize("name", [a for a in ALGOS if a != "ppo"])
 def test_lora_keeps_base_frozen_and_trains_adapters(name, tiny_model_dir, addition_dataset, fast_args):
     lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     trainer = make(name, tiny_model_dir, addition_dataset(), fast_args, variety, process=[char_codes],
@@ -124,12 +128,13 @@ def test_lora_keeps_base_frozen_and_trains_adapters(name, tiny_model_dir, additi
 
 # ----- constant rewards: zero advantages, no update --------------------------------------------------------------
 # rahf is left out on purpose: constant rewards are all ties, so it keeps each prompt's shortest completion and
-# goes on training (SFT towards short answers); test_rahf.py checks that.
+# goes on training (SFT towards short answers); test_rahf.py checks that. ppo too: its baseline is the critic's
+# value, not the group's reward, so a constant reward still gives non-zero advantages until the critic fits it.
 CONSTANT_OVERRIDES = {"dapo": {"dynamic_sampling": False},  # with it, flat groups are re-sampled (test_dapo.py)
                       "reinforce_pp": {"kl_coef": 0.0}, "reinforce_pp_baseline": {"kl_coef": 0.0}}
 
 
-@pytest.mark.parametrize("name", [a for a in ALGOS if a != "rahf"])
+@pytest.mark.parametrize("name", [a for a in ALGOS if a not in ("rahf", "ppo")])
 def test_constant_rewards_give_zero_advantages_and_no_update(name, tiny_model_dir, addition_dataset, fast_args):
     trainer = make(name, tiny_model_dir, addition_dataset(), fast_args, constant, process=[constant_steps],
                    **CONSTANT_OVERRIDES.get(name, {}))
@@ -147,12 +152,15 @@ def test_constant_rewards_give_zero_advantages_and_no_update(name, tiny_model_di
 # The tiny model starts near uniform over ~100 characters (about 1% sevens). Measured with seed 0, the share per
 # step (of 7 steps; rahf 9) goes from 0.01-0.02 over the first two to 0.88-1.0 over the last three for every
 # algorithm (remax: 0.38 at step 4, then 0.98; rahf, whose SFT on one kept sample per prompt is slower: 0.13 at
-# step 5, 0.98 at step 8). The test asks for a rise of 0.5.
+# step 5, 0.98 at step 8). ppo, whose critic starts untrained, runs at lr 1e-2 for 12 steps: 0.01 -> 0.87 (seed 0);
+# at the others' 3e-2 it rose to 0.16 by step 3 and then collapsed to 0 (see benchmarks/results/ppo_demo.md).
+# The test asks for a rise of 0.5.
 LEARNING = {
     "dapo": {"per_device_train_batch_size": 8, "max_num_gen_batches": 2},
     "reinforce_pp": {"kl_coef": 0.001},
     "reinforce_pp_baseline": {"kl_coef": 0.001},
     "rahf": {"max_steps": 9},
+    "ppo": {"kl_coef": 0.001, "learning_rate": 1e-2, "max_steps": 12},
     "ps_grpo": {"learning_rate": 5e-2, "max_completion_length": 6},
 }
 
