@@ -17,25 +17,23 @@ method. trl-plus never copies it. Instead, read top to bottom:
    `ctx.returns`).
 4. `_compute_loss` is TRL's, except for the NLL of best-of-K (`best_of_k`) and a KL term with another estimator
    than TRL's k3 (`kl_loss`).
-5. Checkpoints carry the trainer's own state (the dynamic-sampling RNG) and restore it on resume.
+5. Checkpoints carry the trainer's own state (the dynamic-sampling RNG) through `checkpoint_state.ExtraCheckpointState`;
+   `Scored` (what TRL scored for a batch) lives in `scored.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-import logging
-import os
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from accelerate.utils import gather_object
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
 from trl_plus.core import kl_penalty
 from trl_plus.engine import best_of_k
+from trl_plus.engine.checkpoint_state import STATE_FILE, ExtraCheckpointState
 from trl_plus.engine.config import PlusGRPOConfig, critic_missing, setting
 from trl_plus.engine.dynamic_sampling import DynamicSampling
 from trl_plus.engine.estimators import EstimatorContext, get_estimator
@@ -44,49 +42,16 @@ from trl_plus.engine.kl_loss import loss_with_kl
 from trl_plus.engine.machine import check_world_size
 from trl_plus.engine.overlong import with_overlong_reward
 from trl_plus.engine.process_rewards import ProcessRewardAdapter, local_step_rows, split_rewards
+from trl_plus.engine.scored import Scored
 from trl_plus.engine.training_checks import check_config, check_trainer, checked_reward, warn_if_past_context
-
-logger = logging.getLogger(__name__)
-
-# Per-process state a trainer adds to TRL's (see `checkpoint_state`), one file per checkpoint.
-STATE_FILE = "trl_plus_state.pt"
 
 # Any non-zero value makes TRL build and run the reference model; the loss never sees it.
 _REFERENCE_ONLY_BETA = 1.0
-@dataclass
-class Scored:
-    """What TRL scored for the current generation batch (set by `_calculate_rewards`)."""
 
-    inputs: list[dict[str, Any]]  # this process's B rows
-    prompts: list
-    completions: list
-    completion_ids: list[list[int]]
-    rewards_per_func: torch.Tensor  # (N, n_funcs) of every process, NaN where a function abstained
-    steps: list | None = None  # per process reward function: this process's B lists of (offset, reward)
-    local: slice | None = None  # this process's rows of `rewards_per_func`
-
-    def select(self, rows: slice) -> Scored:
-        """Some of this process's rows (`rows` indexes its B rows); `rewards_per_func` keeps only those rows."""
-        return Scored(self.inputs[rows], self.prompts[rows], self.completions[rows], self.completion_ids[rows],
-                      self.rewards_per_func[self.local][rows], None if self.steps is None else
-                      [s[rows] for s in self.steps])
-
-    @staticmethod
-    def join(parts: list[Scored], gather, rank: int) -> Scored:
-        """Concatenate parts of this process (from `select`) and gather `rewards_per_func` over the processes
-        again, so the result has the layout of a single TRL rollout."""
-        def cat(name):
-            return [x for p in parts for x in getattr(p, name)]
-
-        steps = None if parts[0].steps is None else [[x for p in parts for x in p.steps[k]]
-                                                     for k in range(len(parts[0].steps))]
-        local = torch.cat([p.rewards_per_func for p in parts])
-        n = len(local)
-        return Scored(cat("inputs"), cat("prompts"), cat("completions"), cat("completion_ids"), gather(local), steps,
-                      slice(rank * n, (rank + 1) * n))
+__all__ = ["STATE_FILE", "PlusGRPOTrainer", "Scored"]
 
 
-class PlusGRPOTrainer(DynamicSampling, GreedyBaseline, GRPOTrainer):
+class PlusGRPOTrainer(ExtraCheckpointState, DynamicSampling, GreedyBaseline, GRPOTrainer):
     """GRPOTrainer whose advantages come from the estimator registry; same arguments as `trl.GRPOTrainer`, plus the
     keyword `process_reward_funcs` for estimators that need step rewards (`advantage_estimator='process'`)."""
 
@@ -352,39 +317,6 @@ class PlusGRPOTrainer(DynamicSampling, GreedyBaseline, GRPOTrainer):
     def load_checkpoint_state(self, state: dict) -> None:
         """Restore what `checkpoint_state` returned."""
         self.load_dynamic_sampling_state(state)
-
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        state = self.checkpoint_state()
-        if state is None:  # the same on every rank: it depends on the config only
-            return
-        states = gather_object([state])  # every rank's state, written once by the main one
-        if self.args.should_save:
-            name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            folder = os.path.join(self._get_output_dir(trial=trial), name)
-            torch.save({"per_process": states}, os.path.join(folder, STATE_FILE))
-
-    def _load_extra_state(self, checkpoint: str | None) -> None:
-        path = None if checkpoint is None else os.path.join(checkpoint, STATE_FILE)
-        if path is None or not os.path.isfile(path):
-            return
-        states = torch.load(path, weights_only=True)["per_process"]
-        if len(states) != self.accelerator.num_processes:
-            logger.warning(f"{path} holds the state of {len(states)} processes, but this run has "
-                           f"{self.accelerator.num_processes}: the trl-plus state starts afresh.")
-            return
-        self.load_checkpoint_state(states[self.accelerator.process_index])
-
-    # Transformers calls `_load_rng_state(checkpoint)` when resuming, but not with `ignore_data_skip` mid-epoch;
-    # `_load_optimizer_and_scheduler(checkpoint)` runs on every resume. Loading twice is harmless (same file,
-    # nothing happens in between).
-    def _load_rng_state(self, checkpoint):
-        super()._load_rng_state(checkpoint)
-        self._load_extra_state(checkpoint)
-
-    def _load_optimizer_and_scheduler(self, checkpoint):
-        super()._load_optimizer_and_scheduler(checkpoint)
-        self._load_extra_state(checkpoint)
 
 
 def _name(fn) -> str:
