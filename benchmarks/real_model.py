@@ -46,7 +46,7 @@ def settings(args) -> dict:
         "n_eval": args.n_eval, "eval_batch": 34, "max_new_tokens": 200,
         "sft_rows": 128, "sft_steps": 32, "sft_batch": 4, "sft_lr": 1e-3, "sft_max_length": 384,
         "rl_algo": args.rl_algo, "rl_steps": args.rl_steps, "rl_prompts_per_step": 2, "rl_generations": 4,
-        "rl_max_completion": 200, "rl_lr": 2e-5, "rl_temperature": 0.7,
+        "rl_max_completion": 200, "rl_lr": args.rl_lr, "rl_temperature": 0.7,
         "lora_r": 16, "lora_alpha": 32, "seed": 0,
     }
     if args.tiny:
@@ -249,7 +249,8 @@ def main(argv=None) -> int:
     p.add_argument("--stage", choices=[*STAGES, "all", "report"], default="all")
     p.add_argument("--n-eval", type=int, default=100, help="held-out test problems per point (default 100)")
     p.add_argument("--rl-algo", default="grpo", help="trl-plus algorithm for the RL stage (default grpo)")
-    p.add_argument("--rl-steps", type=int, default=8, help="RL optimizer steps (default 8)")
+    p.add_argument("--rl-steps", type=int, default=24, help="RL optimizer steps (default 24)")
+    p.add_argument("--rl-lr", type=float, default=5e-5, help="RL learning rate of the LoRA adapter (default 5e-5)")
     p.add_argument("--tiny", action="store_true", help="dry run: a few problems and tokens; no results file")
     args = p.parse_args(argv)
     s = settings(args)

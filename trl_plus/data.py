@@ -82,9 +82,36 @@ def generate_problems(n: int, seed: int = 0, difficulty: int = 1) -> list[dict]:
     return [make(rng) for _ in range(n)]
 
 
+def generate_chain_problems(n: int, seed: int = 0, min_ops: int = 2, max_ops: int = 4) -> list[dict]:
+    """`n` multi-step problems in GSM8K's schema: `What is 23+5-7+4?` with one worked line per operation, left to
+    right (`23+5=<<23+5=28>>28`, `28-7=<<28-7=21>>21`, ...), so every intermediate result is an `a op b = c` step
+    that `reward_fns.arithmetic_steps` can judge. A 2-digit start and 1-digit operands keep each step small enough
+    for the tiny model; results stay non-negative. Deterministic from `seed`.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}.")
+    if not 1 <= min_ops <= max_ops:
+        raise ValueError(f"need 1 <= min_ops <= max_ops, got min_ops={min_ops}, max_ops={max_ops}.")
+    rng = random.Random(f"chain-{seed}-{min_ops}-{max_ops}")
+    rows = []
+    for _ in range(n):
+        total = rng.randint(10, 99)
+        expr, lines = str(total), []
+        for _ in range(rng.randint(min_ops, max_ops)):
+            b = rng.randint(1, 9)
+            op = "-" if total - b >= 0 and rng.random() < 0.5 else "+"
+            new = total + b if op == "+" else total - b
+            expr += f"{op}{b}"
+            lines.append(f"{total}{op}{b}=<<{total}{op}{b}={new}>>{new}")
+            total = new
+        rows.append({"question": f"What is {expr}?", "answer": "\n".join(lines) + f"\n#### {total}"})
+    return rows
+
+
 GSM8K_SCHEMA = ("one object per line with string fields 'question' and 'answer', the answer ending in "
                 "'#### <number>'")
-DATASET_CHOICES = ("'synthetic' (generated problems, offline), 'gsm8k' (openai/gsm8k from the Hugging Face Hub) or "
+DATASET_CHOICES = ("'synthetic' (generated problems, offline), 'chain' (generated 2-4 step problems such as "
+                   "'What is 23+5-7+4?', offline), 'gsm8k' (openai/gsm8k from the Hugging Face Hub) or "
                    "the path of a local GSM8K-schema .jsonl or .json file")
 
 
@@ -140,12 +167,15 @@ def validate_row(row, where: str) -> None:
 
 def load_rows(source: str = "synthetic", split: str = "train", n: int | None = None, seed: int = 0,
               difficulty: int = 1) -> list[dict]:
-    """Load GSM8K-schema rows from `synthetic` (the generator), `gsm8k` (the hub's
+    """Load GSM8K-schema rows from `synthetic` (the generator), `chain` (multi-step problems), `gsm8k` (the hub's
     `openai/gsm8k`, needs internet) or a local `.jsonl` / `.json` path."""
     if source == "synthetic":
         # A different seed offset per split keeps held-out problems apart from training ones.
         offset = {"train": 0, "test": 1_000_003, "dev": 2_000_003}.get(split, 3_000_003)
         return generate_problems(n if n is not None else 2000, seed=seed + offset, difficulty=difficulty)
+    if source == "chain":
+        offset = {"train": 0, "test": 1_000_003, "dev": 2_000_003}.get(split, 3_000_003)
+        return generate_chain_problems(n if n is not None else 2000, seed=seed + offset)
     if source in ("gsm8k", "openai/gsm8k"):
         from datasets import load_dataset
 

@@ -9,6 +9,7 @@ from reward_fns import extract_gold
 from trl_plus.data import (
     SYSTEM_PROMPT,
     DataError,
+    generate_chain_problems,
     generate_problems,
     load_rows,
     read_jsonl,
@@ -86,3 +87,50 @@ def test_unknown_source_and_missing_file(tmp_path):
     row = json.dumps({"question": "q", "answer": "1+1=2\n#### 2"})
     (tmp_path / "ok.jsonl").write_text(row + "\n" + row + "\n")
     assert len(load_rows(str(tmp_path / "ok.jsonl"), n=1)) == 1
+
+
+def test_chain_problems_chain_their_steps_left_to_right():
+    rows = generate_chain_problems(400, seed=3)
+    assert rows == generate_chain_problems(400, seed=3)
+    assert rows != generate_chain_problems(400, seed=4)
+    counts = set()
+    for row in rows:
+        expr = row["question"].removeprefix("What is ").removesuffix("?")
+        claims = ANNOTATION.findall(row["answer"])
+        counts.add(len(claims))
+        # Each step starts from the previous result, and the last result is the question's value and the gold.
+        previous = None
+        for lhs, result in claims:
+            a, op, b = re.fullmatch(r"(\d+)([+-])(\d)", lhs).groups()
+            assert int(result) == (int(a) + int(b) if op == "+" else int(a) - int(b)) >= 0
+            assert previous is None or int(a) == previous
+            previous = int(result)
+        assert previous == eval(expr) == int(extract_gold(row["answer"]))  # noqa: S307 - digits and +/- only
+    assert counts == {2, 3, 4}
+
+
+def test_chain_steps_are_judged_step_by_step():
+    import reward_fns
+
+    rows = generate_chain_problems(5, seed=0)
+    completions = [to_sft_dataset([r], conversational=False)[0]["completion"] for r in rows]
+    steps = reward_fns.get("arithmetic_steps")(prompts=None, completions=completions,
+                                               answer=[r["answer"] for r in rows])
+    for row, judged in zip(rows, steps):
+        assert [r for _, r in judged][:-1] == [1.0] * len(ANNOTATION.findall(row["answer"]))
+    wrong = completions[0].replace(ANNOTATION.findall(rows[0]["answer"])[0][1], "999", 1)
+    assert reward_fns.get("arithmetic_steps")(prompts=None, completions=[wrong], answer=[rows[0]["answer"]])[0][0][1] < 1
+
+
+@pytest.mark.parametrize("kwargs", [{"n": -1}, {"n": 3, "min_ops": 0}, {"n": 3, "min_ops": 3, "max_ops": 2}])
+def test_chain_problems_reject_bad_arguments(kwargs):
+    with pytest.raises(ValueError, match="n must be|min_ops"):
+        generate_chain_problems(**kwargs)
+
+
+def test_load_rows_chain_splits_do_not_overlap():
+    train = load_rows("chain", "train", n=300)
+    test = load_rows("chain", "test", n=300)
+    assert len(train) == len(test) == 300
+    assert len({r["question"] for r in train} & {r["question"] for r in test}) < 30  # small problem space, few repeats
+    assert train != test

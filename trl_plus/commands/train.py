@@ -36,7 +36,8 @@ class TrainArguments:
     )
     dataset: str = field(
         default="synthetic",
-        metadata={"help": "'synthetic' (generated GSM8K-style problems, offline), 'gsm8k' (openai/gsm8k, needs "
+        metadata={"help": "'synthetic' (generated GSM8K-style problems, offline), 'chain' (generated 2-4 step problems, "
+                          "offline), 'gsm8k' (openai/gsm8k, needs "
                           "internet) or a local GSM8K-schema file: .jsonl (one {\"question\", \"answer\"} object "
                           "per line, the answer ending in '#### N') or .json."},
     )
