@@ -42,6 +42,7 @@ from trl_plus.engine.kl_loss import loss_with_kl
 from trl_plus.engine.machine import check_world_size
 from trl_plus.engine.overlong import with_overlong_reward
 from trl_plus.engine.process_rewards import ProcessRewardAdapter, local_step_rows, split_rewards
+from trl_plus.engine.reference import match_reference_to_policy
 from trl_plus.engine.scored import Scored
 from trl_plus.engine.training_checks import check_config, check_trainer, checked_reward, warn_if_past_context
 
@@ -97,6 +98,7 @@ class PlusGRPOTrainer(ExtraCheckpointState, DynamicSampling, GreedyBaseline, GRP
             args.reward_weights = saved_weights
         self.beta = self.args.beta
         check_world_size(self.accelerator.num_processes)
+        match_reference_to_policy(self, model)
         self._scored: Scored | None = None
         self._outcome_columns = list(range(len(self.reward_funcs)))
         self.signal_weights = self.reward_weights.clone()  # the dynamic-sampling filter's total
