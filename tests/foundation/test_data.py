@@ -105,7 +105,7 @@ def test_chain_problems_chain_their_steps_left_to_right():
             assert int(result) == (int(a) + int(b) if op == "+" else int(a) - int(b)) >= 0
             assert previous is None or int(a) == previous
             previous = int(result)
-        assert previous == eval(expr) == int(extract_gold(row["answer"]))  # noqa: S307 - digits and +/- only
+        assert previous == eval(expr) == int(extract_gold(row["answer"]))  # digits and +/- only
     assert counts == {2, 3, 4}
 
 

@@ -5,8 +5,14 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from trl_plus import PlusGRPOConfig, PlusGRPOTrainer, PPOConfig, PPOTrainer, ReinforcePlusPlusConfig
-from trl_plus import ReinforcePlusPlusTrainer
+from trl_plus import (
+    PlusGRPOConfig,
+    PlusGRPOTrainer,
+    PPOConfig,
+    PPOTrainer,
+    ReinforcePlusPlusConfig,
+    ReinforcePlusPlusTrainer,
+)
 
 
 def sevens(completions, **kwargs):
