@@ -25,7 +25,9 @@ VARIANTS = {
     "reinforce_pp_baseline": ("reinforce_pp_baseline", {}),
     "remax": ("remax", {}),
     "rahf": ("rahf", {}),
-    "ps_grpo": ("ps_grpo", {}),
+    # The demo's setting: the outcome (correctness + format) as a last step. With the default outcome_weight=0 the
+    # outcome rewards are only logged, and nothing trains the answer block (issue 17's ProcessGRPO loss and collapse).
+    "ps_grpo": ("ps_grpo", {"outcome_weight": 1.0}),
     "ppo": ("ppo", {}),  # PPO: learned critic (a copy of the policy + value head), GAE, k1 KL in the reward
 }
 
