@@ -93,6 +93,39 @@ def split_rewards(reward_funcs, process_reward_funcs, args):
     return outcome, outcome_weights, process, process_weights
 
 
+def attach_process_rewards(trainer, call: dict, process_reward_funcs, args) -> list[float] | None:
+    """Before `GRPOTrainer.__init__`: with a step-reward estimator, replace `call["reward_funcs"]` by the outcome
+    functions followed by one `ProcessRewardAdapter` per process function (TRL then scores and logs them as it does
+    any reward); sets `trainer.process_adapters`, `trainer.process_weights`. Returns the outcome weights (None
+    without step rewards)."""
+    trainer.process_adapters, trainer.process_weights = [], []
+    if not trainer.estimator.needs_step_rewards:
+        if process_reward_funcs:
+            raise ValueError(f"process_reward_funcs need a step-reward estimator: set advantage_estimator='process' "
+                             f"(ProcessGRPOConfig), not {trainer.estimator.name!r}, or pass no process_reward_funcs.")
+        return None
+    outcome, outcome_weights, process, trainer.process_weights = split_rewards(
+        call["reward_funcs"], process_reward_funcs, args)
+    trainer.process_adapters = [ProcessRewardAdapter(f, get_callable_name(f)) for f in process]
+    call["reward_funcs"] = outcome + trainer.process_adapters
+    return outcome_weights
+
+
+def set_reward_columns(trainer, outcome_weights: list[float] | None) -> None:
+    """After `GRPOTrainer.__init__`: `reward_weights` (the outcome total, adapters at 0), `signal_weights` (the
+    dynamic-sampling filter's total, adapters at their process weights) and `_outcome_columns`."""
+    trainer._outcome_columns = list(range(len(trainer.reward_funcs)))
+    trainer.signal_weights = trainer.reward_weights.clone()
+    if not trainer.process_adapters:
+        return
+    n_out, n_proc = len(outcome_weights), len(trainer.process_adapters)
+    trainer.reward_weights[:n_out] = torch.tensor(outcome_weights, dtype=torch.float32)
+    trainer.reward_weights[n_out:n_out + n_proc] = 0.0  # adapters: logged, never in the outcome total
+    trainer._outcome_columns = [i for i in range(len(trainer.reward_funcs)) if not n_out <= i < n_out + n_proc]
+    trainer.signal_weights = trainer.reward_weights.clone()
+    trainer.signal_weights[n_out:n_out + n_proc] = torch.tensor(trainer.process_weights, dtype=torch.float32)
+
+
 def local_step_rows(trainer, scored) -> list[tuple[list[int], list[float | None], int]]:
     """This process's B rows: (token index of each step's end, step rewards, completion length in tokens)."""
     ids = [list(map(int, x)) for x in scored.completion_ids]

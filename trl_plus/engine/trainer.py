@@ -41,7 +41,7 @@ from trl_plus.engine.greedy_baseline import GreedyBaseline
 from trl_plus.engine.kl_loss import loss_with_kl
 from trl_plus.engine.machine import check_world_size
 from trl_plus.engine.overlong import with_overlong_reward
-from trl_plus.engine.process_rewards import ProcessRewardAdapter, local_step_rows, split_rewards
+from trl_plus.engine.process_rewards import attach_process_rewards, local_step_rows, set_reward_columns
 from trl_plus.engine.reference import match_reference_to_policy
 from trl_plus.engine.scored import Scored
 from trl_plus.engine.training_checks import check_config, check_trainer, checked_reward, warn_if_past_context
@@ -68,15 +68,7 @@ class PlusGRPOTrainer(ExtraCheckpointState, DynamicSampling, GreedyBaseline, GRP
         self.estimator = get_estimator(setting(args, "advantage_estimator"))
         if self.estimator.needs_critic and not self.trains_critic:
             raise ValueError(critic_missing(self.estimator.name, type(self).__name__))
-        self.process_adapters, self.process_weights = [], []
-        if self.estimator.needs_step_rewards:
-            outcome, outcome_weights, process, self.process_weights = split_rewards(
-                call["reward_funcs"], process_reward_funcs, args)
-            self.process_adapters = [ProcessRewardAdapter(f, _name(f)) for f in process]
-            call["reward_funcs"] = outcome + self.process_adapters
-        elif process_reward_funcs:
-            raise ValueError(f"process_reward_funcs need a step-reward estimator: set advantage_estimator='process' "
-                             f"(ProcessGRPOConfig), not {self.estimator.name!r}, or pass no process_reward_funcs.")
+        outcome_weights = attach_process_rewards(self, call, process_reward_funcs, args)
         if self.estimator.needs_greedy_baseline and call.get("rollout_func") is not None:
             raise NotImplementedError(f"advantage_estimator={self.estimator.name!r} cannot decode greedily through "
                                       "a custom rollout_func; remove rollout_func.")
@@ -88,28 +80,16 @@ class PlusGRPOTrainer(ExtraCheckpointState, DynamicSampling, GreedyBaseline, GRP
         saved_weights = args.reward_weights
         if self.process_adapters:
             args.reward_weights = None
-        borrow = self._needs_reference_logps(args) and args.beta == 0.0
-        if borrow:
-            args.beta = _REFERENCE_ONLY_BETA
         try:
-            super().__init__(**call)
+            with _lent_beta(args, self._needs_reference_logps(args)):
+                super().__init__(**call)
         finally:
-            args.beta = 0.0 if borrow else args.beta
             args.reward_weights = saved_weights
         self.beta = self.args.beta
         check_world_size(self.accelerator.num_processes)
         match_reference_to_policy(self, model)
         self._scored: Scored | None = None
-        self._outcome_columns = list(range(len(self.reward_funcs)))
-        self.signal_weights = self.reward_weights.clone()  # the dynamic-sampling filter's total
-        if self.process_adapters:
-            n_out = len(outcome)
-            n_proc = len(self.process_adapters)
-            self.reward_weights[:n_out] = torch.tensor(outcome_weights, dtype=torch.float32)
-            self.reward_weights[n_out:n_out + n_proc] = 0.0  # adapters: logged, never in the outcome total
-            self._outcome_columns = [i for i in range(len(self.reward_funcs)) if not n_out <= i < n_out + n_proc]
-            self.signal_weights = self.reward_weights.clone()
-            self.signal_weights[n_out:n_out + n_proc] = torch.tensor(self.process_weights, dtype=torch.float32)
+        set_reward_columns(self, outcome_weights)
         self.setup_dynamic_sampling()
         check_trainer(self)
 
@@ -165,16 +145,8 @@ class PlusGRPOTrainer(ExtraCheckpointState, DynamicSampling, GreedyBaseline, GRP
         warn_if_past_context(self, out["prompt_ids"].size(1))
         return out
 
-    @contextlib.contextmanager
     def _reference_logps_scope(self):
-        borrow = self.beta == 0.0 and self._needs_reference_logps(self.args)
-        if borrow:
-            self.beta = _REFERENCE_ONLY_BETA
-        try:
-            yield
-        finally:
-            if borrow:
-                self.beta = 0.0
+        return _lent_beta(self, self._needs_reference_logps(self.args))
 
     # ----- advantages -------------------------------------------------------------------------------------------------
 
@@ -321,7 +293,15 @@ class PlusGRPOTrainer(ExtraCheckpointState, DynamicSampling, GreedyBaseline, GRP
         self.load_dynamic_sampling_state(state)
 
 
-def _name(fn) -> str:
-    from trl.trainer.utils import get_callable_name
-
-    return get_callable_name(fn)
+@contextlib.contextmanager
+def _lent_beta(holder, needed: bool):
+    """Lend `holder.beta` (the config while TRL builds the reference model, the trainer while it computes the
+    reference log-probs) a non-zero value when the reference is needed but `beta` is 0; restore 0 after."""
+    borrow = needed and holder.beta == 0.0
+    if borrow:
+        holder.beta = _REFERENCE_ONLY_BETA
+    try:
+        yield
+    finally:
+        if borrow:
+            holder.beta = 0.0
