@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:
 
 # The benchmark variants: label -> (registry algorithm, extra config values).
 VARIANTS = {
-    "grpo": ("grpo", {}),  # TRL's own GRPOTrainer, the baseline
+    "grpo": ("grpo", {}),  # the baseline: the engine's grpo preset keeps TRL's own GRPO advantages and loss
     "dr_grpo": ("dr_grpo", {}),
     "dapo": ("dapo", {"dynamic_sampling": False}),
     "dapo_ds": ("dapo", {"dynamic_sampling": True}),
