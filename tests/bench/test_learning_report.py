@@ -1,0 +1,62 @@
+"""The learning benchmark's report: the sweep chooses on the dev split only, and the paired interval is Student's t."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from learning_report import choose, interval, setting_name, summarise  # noqa: E402
+
+
+def run(label, seed, lr, dev, test, knobs=None, start=0.3):
+    return {"label": label, "seed": seed, "lr": lr, "knobs": knobs or {}, "final_dev_accuracy": dev,
+            "final_accuracy": test, "start_accuracy": start, "train_seconds": 10.0, "generation_seconds": 4.0,
+            "steps": 5, "completions": 320, "n_eval": 1000, "curve": {"completions": [0, 320], "accuracy": [start, test]}}
+
+
+def test_setting_name_lists_lr_then_sorted_knobs():
+    assert setting_name(run("x", 0, 1e-4, 0, 0)) == "lr=0.0001"
+    assert setting_name(run("x", 0, 2e-4, 0, 0, {"b": 1, "a": "grpo"})) == "lr=0.0002,a=grpo,b=1"
+
+
+def test_choose_uses_dev_not_test():
+    # The 2e-4 setting is better on test but worse on dev: dev decides.
+    settings = {"lr=0.0001": {0: run("g", 0, 1e-4, 0.50, 0.40), 1: run("g", 1, 1e-4, 0.52, 0.41)},
+                "lr=0.0002": {0: run("g", 0, 2e-4, 0.45, 0.60), 1: run("g", 1, 2e-4, 0.46, 0.61)}}
+    best, sweep = choose(settings)
+    assert best == "lr=0.0001"
+    assert sweep["sweep_seeds"] == [0, 1]
+    assert sweep["dev"]["lr=0.0002"] == pytest.approx(45.5)
+
+
+def test_choose_compares_settings_only_on_seeds_they_all_ran():
+    # Seed 2 ran only the default; counting it would favour the default (0.9 on dev).
+    settings = {"lr=0.0001": {0: run("g", 0, 1e-4, 0.40, 0.4), 2: run("g", 2, 1e-4, 0.90, 0.4)},
+                "lr=0.0002": {0: run("g", 0, 2e-4, 0.50, 0.4)}}
+    best, sweep = choose(settings)
+    assert best == "lr=0.0002" and sweep["sweep_seeds"] == [0]
+
+
+def test_choose_breaks_ties_towards_the_default():
+    settings = {"lr=0.0002": {0: run("g", 0, 2e-4, 0.5, 0.4)}, "lr=0.0001": {0: run("g", 0, 1e-4, 0.5, 0.4)}}
+    assert choose(settings)[0] == "lr=0.0001"
+
+
+def test_interval_is_the_t_interval():
+    m, lo, hi = interval([1.0, 3.0])  # mean 2, sd sqrt(2), t(1) = 12.706
+    assert m == 2.0
+    assert hi - m == pytest.approx(12.706 * 2 ** 0.5 / 2 ** 0.5)
+    assert m - lo == pytest.approx(hi - m)
+    m, lo, hi = interval([5.0])
+    assert m == 5.0 and lo != lo and hi != hi  # NaN bounds: one seed gives no interval
+
+
+@pytest.mark.parametrize("diffs, verdict", [([2.0, 2.2, 1.8], "better"), ([-2.0, -2.2, -1.8], "worse"),
+                                            ([3.0, -2.0, 1.0], "within noise"), ([5.0], "too few seeds")])
+def test_verdict_against_grpo_follows_the_interval(diffs, verdict):
+    runs = {"grpo": {"lr=0.0001": {s: run("grpo", s, 1e-4, 0.5, 0.5) for s in range(len(diffs))}},
+            "remax": {"lr=0.0001": {s: run("remax", s, 1e-4, 0.5, 0.5 + d / 100) for s, d in enumerate(diffs)}}}
+    summary, _ = summarise(runs)
+    assert summary["remax"]["verdict"] == verdict
+    assert summary["remax"]["vs_grpo"] == pytest.approx(sum(diffs) / len(diffs))
