@@ -125,7 +125,8 @@ def run_one(label: str, seed: int, sft_path: Path, budget: int, eval_every: int,
     accuracy = lambda m: greedy_accuracy(m, tok, eval_rows, max_len)
     dev_accuracy = lambda m: greedy_accuracy(m, tok, dev_rows, max_len)
     meter = GenerationMeter(trainer)
-    curve = {"completions": [0], "seconds": [0.0], "accuracy": [accuracy(model)], "dev_accuracy": [dev_accuracy(model)]}
+    curve = {"completions": [0], "seconds": [0.0], "accuracy": [accuracy(model)]}
+    dev = {"start": dev_accuracy(model)}  # the sweep needs only the final dev score (and the start, for reference)
     rewards = {"completions": [], "reward": []}
     logged: list[dict] = []
     clock = {"train": 0.0, "last": None}
@@ -142,7 +143,6 @@ def run_one(label: str, seed: int, sft_path: Path, budget: int, eval_every: int,
                 curve["completions"].append(meter.completions)
                 curve["seconds"].append(round(clock["train"], 2))
                 curve["accuracy"].append(accuracy(model))
-                curve["dev_accuracy"].append(dev_accuracy(model))
             if done:
                 control.should_training_stop = True
 
@@ -159,13 +159,14 @@ def run_one(label: str, seed: int, sft_path: Path, budget: int, eval_every: int,
 
     trainer.add_callback(Budget())
     trainer.train()
+    dev["final"] = dev_accuracy(trainer.model)
     shutil.rmtree(work / f"{label}-seed{seed}", ignore_errors=True)
     return {
         "label": label, "seed": seed, "task": task, "lr": lr, "knobs": knobs or {},
         "n_eval": len(eval_rows), "n_dev": len(dev_rows), "steps": trainer.state.global_step, "completions": meter.completions,
         "train_seconds": round(clock["train"], 1), "generation_seconds": round(meter.seconds, 1),
         "final_accuracy": curve["accuracy"][-1], "start_accuracy": curve["accuracy"][0],
-        "final_dev_accuracy": curve["dev_accuracy"][-1], "start_dev_accuracy": curve["dev_accuracy"][0],
+        "final_dev_accuracy": dev["final"], "start_dev_accuracy": dev["start"],
         "curve": curve, "reward_curve": rewards, "log": logged,
         "wrong_completion_length": [None if m is None else round(m, 2) for m in wrong.means],
     }
