@@ -25,12 +25,16 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, machine, md_table, pin_threads, reward_funcs_and_weights
 
 
-def rewards_of(texts: list[str], rows: list[dict]) -> "torch.Tensor":  # noqa: F821
+def rewards_of(texts: list[str], rows: list[dict]) -> torch.Tensor:
     import torch
 
     funcs, weights = reward_funcs_and_weights()
@@ -60,7 +64,7 @@ def sample(model, tok, rows: list[dict], n: int, greedy: bool, max_new: int):
     return comp, mask, enc, texts
 
 
-def policy_gradient(model, enc, comp, mask, advantages) -> "torch.Tensor":  # noqa: F821
+def policy_gradient(model, enc, comp, mask, advantages) -> torch.Tensor:
     """Flattened gradient of `-(1/B) sum_i A_i * mean_t log pi(y_i,t)` (TRL's 'grpo' loss at ratio 1)."""
     import torch
 
@@ -83,9 +87,9 @@ def main() -> None:
     args = p.parse_args()
     pin_threads(1)
     import torch
+    from learning import MAX_COMPLETION, task_rows
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
-    from learning import MAX_COMPLETION, task_rows
     from trl_plus import core
 
     path = Path(args.cache) / f"sft-seed{args.seed}"
@@ -135,8 +139,8 @@ def main() -> None:
             "zero_advantage_share": sum(zero[k]) / n,
             "completions_per_batch": 32 * 2 if k == "remax_paper" else 64 + (8 if k == "remax" else 0),
         }
-    result = {"seed": args.seed, "batches": args.batches, "summary": summary, "seconds": round(time.perf_counter() - start),
-              "machine": machine()}
+    result = {"seed": args.seed, "batches": args.batches, "summary": summary,
+              "seconds": round(time.perf_counter() - start), "machine": machine()}
     (RESULTS / "gradient_variance.json").write_text(json.dumps(result, indent=1))
     rows_md = [[k, s["completions_per_batch"], f"{s['mean_pairwise_cosine']:.3f}", f"{s['relative_variance']:.1f}",
                 f"{s['zero_advantage_share']:.0%}"] for k, s in summary.items()]
@@ -149,9 +153,9 @@ def main() -> None:
                   "relative variance E|g - mean|^2 / |mean|^2 (lower: less noise)", "samples with advantage 0"],
                  rows_md),
         "",
-        "grpo, rloo and remax score the same 8 prompts x 8 samples; remax also decodes one greedy completion per "
-        "prompt. remax_paper is ReMax as its paper runs it: one sample and one greedy completion for each of 32 "
-        "prompts.",
+        ("grpo, rloo and remax score the same 8 prompts x 8 samples; remax also decodes one greedy completion per "
+         "prompt. remax_paper is ReMax as its paper runs it: one sample and one greedy completion for each of 32 "
+         "prompts."),
         "",
         f"Command: `python benchmarks/gradient_variance.py --seed {args.seed} --batches {args.batches}`",
     ])

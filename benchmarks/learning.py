@@ -8,8 +8,8 @@ baseline completions count too. Held-out greedy accuracy on 200 test problems is
 completions (evaluation time is excluded from the reported seconds).
 
 Full setting (issue 7): `python benchmarks/learning.py --seeds 0 1 2 --budget 19200`
-(19200 completions = the demo's 300 GRPO steps). Seeds can run as separate processes, and algorithms too (`--algos`), each
-run writing `results/learning_raw/seed{S}/{algo}.json`; `--report` then aggregates whatever raw files exist into
+(19200 completions = the demo's 300 GRPO steps). Seeds can run as separate processes, and algorithms too
+(`--algos`), each run writing `results/learning_raw/seed{S}/{algo}.json`; `--report` then aggregates whatever raw files exist into
 `results/learning.{json,md,png}`.
 
 Evidence runs (issue 17): `--task chain` (the multi-step task, `trl_plus.data.generate_chain_problems`, raw files
@@ -17,9 +17,10 @@ under `learning_raw/chain/`), `--n-test 1000` held-out problems, `--lr` and `--s
 knob) for the sweep. Every run scores greedy accuracy on both a dev split and the test split (disjoint generator
 seeds): the report picks each algorithm's setting by its mean final *dev* accuracy over the seeds that ran every
 setting, and reports that setting's *test* accuracy over all its seeds, paired against GRPO's chosen setting with a
-95% t-interval. A run with non-default settings is written as `{algo}@{settings}.json`. Every raw file also keeps the per-step training log (reward, KL, lengths, zero-signal groups, ...) and, for the
-correctness reward, the mean length of the sampled completions that were wrong, so each paper's own claim can be
-read off the same runs.
+95% t-interval (`learning_report.py`). A run with non-default settings is written as `{algo}@{settings}.json`.
+Every raw file also keeps the per-step training log (reward, KL, lengths, zero-signal groups, grad norm, ...) and,
+for the correctness reward, the mean length of the sampled completions that were wrong, so each paper's own claim
+can be read off the same runs.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def sft_model(seed: int, cache: Path, settings, task: str = "addition"):
     return path, meta
 
 
-LOGGED = ("reward", "grad_norm", "frac_reward_zero_std", "completions/mean_length", "kl", "entropy", "step_time", "ppo/", "gae/",
+LOGGED = ("reward", "grad_norm", "frac_reward_zero_std", "completions/mean_length", "kl", "entropy", "step_time",
+          "ppo/", "gae/",
           "dapo/", "dynamic_sampling/", "rahf/", "remax/", "reinforce_pp/", "process/")
 
 
@@ -163,7 +165,8 @@ def run_one(label: str, seed: int, sft_path: Path, budget: int, eval_every: int,
     shutil.rmtree(work / f"{label}-seed{seed}", ignore_errors=True)
     return {
         "label": label, "seed": seed, "task": task, "lr": lr, "knobs": knobs or {},
-        "n_eval": len(eval_rows), "n_dev": len(dev_rows), "steps": trainer.state.global_step, "completions": meter.completions,
+        "n_eval": len(eval_rows), "n_dev": len(dev_rows), "steps": trainer.state.global_step,
+        "completions": meter.completions,
         "train_seconds": round(clock["train"], 1), "generation_seconds": round(meter.seconds, 1),
         "final_accuracy": curve["accuracy"][-1], "start_accuracy": curve["accuracy"][0],
         "final_dev_accuracy": dev["final"], "start_dev_accuracy": dev["start"],

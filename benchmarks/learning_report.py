@@ -80,12 +80,12 @@ def claims(run: dict, grpo_run: dict | None) -> dict:
     """Each paper's own metric from one run's per-step log (None where the run did not log it)."""
     log = run.get("log", [])
     wrong = [w for w in run.get("wrong_completion_length", []) if w is not None]
-    zero = []
-    for e in log:
-        if e.get("dapo/groups_generated"):  # dynamic sampling: zero-signal share of all the groups it generated
-            zero.append(1 - e["dapo/groups_kept"] / e["dapo/groups_generated"])
-        elif "frac_reward_zero_std" in e:
-            zero.append(e["frac_reward_zero_std"])
+    # TRL logs frac_reward_zero_std once per generation round (all rounds hold the same number of groups), so its
+    # step mean is the zero-signal share of every group generated. Dynamic sampling trains only groups with signal,
+    # plus zero-signal 'filled' groups (masked out) when it hits its round cap.
+    generated = [e["frac_reward_zero_std"] for e in log if "frac_reward_zero_std" in e]
+    trained = [e["dapo/groups_filled"] / max(e["dapo/groups_kept"] + e["dapo/groups_filled"], 1)
+               if "dapo/groups_kept" in e else e.get("frac_reward_zero_std") for e in log]
     kl_keys = [k for k in (log[-1] if log else {}) if k == "kl" or k.endswith(("/kl", "kl_reward"))]
     kl = _mean([e.get(kl_keys[0]) for e in log[-5:]]) if kl_keys else None
     grads = [e["grad_norm"] for e in log if "grad_norm" in e]
@@ -96,13 +96,22 @@ def claims(run: dict, grpo_run: dict | None) -> dict:
                      None)
     return {
         "wrong_len_first": _mean(wrong[:5]), "wrong_len_last": _mean(wrong[-5:]),
-        "zero_signal": _mean(zero), "kl_last": kl,
-        "grad_norm_cv": statistics.stdev(grads) / statistics.mean(grads) if len(grads) > 1 and statistics.mean(grads) else None,
+        "zero_signal_generated": _mean(generated), "zero_signal_trained": _mean(trained), "kl_last": kl,
+        "grad_norm_cv": (statistics.stdev(grads) / statistics.mean(grads)
+                         if len(grads) > 1 and statistics.mean(grads) else None),
         "generation_share": run["generation_seconds"] / run["train_seconds"] if run["train_seconds"] else None,
         "seconds_per_step": run["train_seconds"] / max(run["steps"], 1),
         "gain_per_100s": 100 * 100 * (run["final_accuracy"] - run["start_accuracy"]) / max(run["train_seconds"], 1e-9),
         "completions_to_grpo_final": reach,
     }
+
+
+def mean_claims(by_seed: dict, base: dict) -> dict:
+    """`claims` averaged over seeds, each seed against GRPO's chosen run of that seed."""
+    per = [claims(r, base.get(seed)) for seed, r in sorted(by_seed.items())]
+    mean = {k: _mean([c[k] for c in per]) for k in per[0]}
+    mean["reached_grpo_final"] = f"{sum(c['completions_to_grpo_final'] is not None for c in per)}/{len(per)}"
+    return mean
 
 
 def summarise(runs: dict) -> tuple[dict, dict]:
@@ -120,14 +129,13 @@ def summarise(runs: dict) -> tuple[dict, dict]:
         gain = [100 * (r["final_accuracy"] - r["start_accuracy"]) for r in by_seed.values()]
         s = summary[lb]
         s.update(start_accuracy_mean=_mean([100 * r["start_accuracy"] for r in by_seed.values()]),
-                 final_accuracy_mean=statistics.mean(acc), final_accuracy_std=statistics.stdev(acc) if len(acc) > 1 else 0.0,
-                 gain_mean=statistics.mean(gain), train_seconds_mean=_mean([r["train_seconds"] for r in by_seed.values()]),
+                 final_accuracy_mean=statistics.mean(acc),
+                 final_accuracy_std=statistics.stdev(acc) if len(acc) > 1 else 0.0, gain_mean=statistics.mean(gain),
+                 train_seconds_mean=_mean([r["train_seconds"] for r in by_seed.values()]),
                  completions_mean=_mean([r["completions"] for r in by_seed.values()]),
                  steps_mean=_mean([r["steps"] for r in by_seed.values()]),
                  n_test=min(r.get("n_eval", 200) for r in by_seed.values()))
-        per_claim = [claims(r, base.get(seed)) for seed, r in sorted(by_seed.items())]
-        s["claims"] = {k: _mean([c[k] for c in per_claim]) for k in per_claim[0]}
-        s["claims"]["reached_grpo_final"] = f"{sum(c['completions_to_grpo_final'] is not None for c in per_claim)}/{len(per_claim)}"
+        s["claims"] = mean_claims(by_seed, base)
         diffs = {seed: 100 * (r["final_accuracy"] - base[seed]["final_accuracy"]) for seed, r in by_seed.items()
                  if seed in base}
         if lb == "grpo" or not diffs:
@@ -149,10 +157,7 @@ def claim_sets(summary: dict, runs: dict, chosen: dict) -> list[tuple[str, dict]
         out.append((lb, s["claims"]))
         for name, by_seed in runs[lb].items():
             if name != s["setting"] and "," in name:  # a knob setting (lr-only settings are just the sweep)
-                per = [claims(r, base.get(seed)) for seed, r in sorted(by_seed.items())]
-                mean = {k: _mean([c[k] for c in per]) for k in per[0]}
-                mean["reached_grpo_final"] = f"{sum(c['completions_to_grpo_final'] is not None for c in per)}/{len(per)}"
-                out.append((f"{lb} @ {name} (not chosen; seeds {sorted(by_seed)})", mean))
+                out.append((f"{lb} @ {name} (not chosen; seeds {sorted(by_seed)})", mean_claims(by_seed, base)))
     return out
 
 
@@ -178,20 +183,23 @@ def write(task: str, command: str | None) -> str:
     for lb, s in summary.items():
         ci = s.get("vs_grpo_ci", [math.nan, math.nan])
         vs = "—" if "vs_grpo" not in s else (
-            f"{s['vs_grpo']:+.1f} [{ci[0]:+.1f}, {ci[1]:+.1f}] (" + ", ".join(f"{d:+.1f}" for d in s["vs_grpo_per_seed"].values()) + ")")
+            f"{s['vs_grpo']:+.1f} [{ci[0]:+.1f}, {ci[1]:+.1f}] ("
+            + ", ".join(f"{d:+.1f}" for d in s["vs_grpo_per_seed"].values()) + ")")
         rows.append([lb, s["setting"], len(s["seeds"]), _f(s["start_accuracy_mean"]),
                      f"{s['final_accuracy_mean']:.1f} ± {s['final_accuracy_std']:.1f}", f"{s['gain_mean']:+.1f}", vs,
                      s["verdict"], _f(s["train_seconds_mean"], "{:.0f}")])
     claim_rows = []
     for lb, c in claim_sets(summary, runs, chosen):
-        claim_rows.append([lb, f"{_f(c['wrong_len_first'])} → {_f(c['wrong_len_last'])}", _f(c["zero_signal"], "{:.2f}"),
-                           _f(c["kl_last"], "{:.4f}"), _f(c["grad_norm_cv"], "{:.2f}"), _f(c["generation_share"], "{:.0%}"),
+        zero = f"{_f(c['zero_signal_generated'], '{:.2f}')} / {_f(c['zero_signal_trained'], '{:.2f}')}"
+        claim_rows.append([lb, f"{_f(c['wrong_len_first'])} → {_f(c['wrong_len_last'])}", zero,
+                           _f(c["kl_last"], "{:.4f}"), _f(c["grad_norm_cv"], "{:.2f}"),
+                           _f(c["generation_share"], "{:.0%}"),
                            _f(c["seconds_per_step"], "{:.2f}"), _f(c["gain_per_100s"], "{:+.1f}"),
                            f"{_f(c['completions_to_grpo_final'], '{:.0f}')} ({c['reached_grpo_final']})"])
     sweep_names = sorted({n for s in summary.values() for n in s["sweep"]["dev"]})
-    sweep_rows = [[lb] + [("**" if n == s["setting"] else "") + _f(s["sweep"]["dev"].get(n)) + ("**" if n == s["setting"] else "")
-                          for n in sweep_names] + [", ".join(map(str, s["sweep"]["sweep_seeds"])) or "—"]
-                  for lb, s in summary.items()]
+    bold = lambda text, on: f"**{text}**" if on else text  # noqa: E731
+    sweep_rows = [[lb] + [bold(_f(s["sweep"]["dev"].get(n)), n == s["setting"]) for n in sweep_names]
+                  + [", ".join(map(str, s["sweep"]["sweep_seeds"])) or "—"] for lb, s in summary.items()]
     n_test = min(s["n_test"] for s in summary.values())
     text = [
         f"# Learning at an equal budget of generated completions ({task} task)",
@@ -210,14 +218,17 @@ def write(task: str, command: str | None) -> str:
         "## Each paper's own claim, at the chosen settings (mean over seeds)",
         "",
         md_table(["algorithm", "wrong-completion length, first → last 5 steps (Dr.GRPO)",
-                  "zero-signal group share (DAPO)", "KL, last 5 steps (REINFORCE++)", "grad-norm CV over steps (ReMax)",
+                  "zero-signal group share: generated / trained (DAPO)", "KL, last 5 steps (REINFORCE++)",
+                  "grad-norm CV over steps (ReMax)",
                   "generation share of time (ReMax)", "s / step (RAFT)", "gain per 100 s (RAFT)",
                   "completions to GRPO's final acc (DAPO; seeds that reached it)"], claim_rows),
         "",
         ("Wrong-completion length: mean tokens of the sampled completions the correctness reward scored wrong. "
-         "Zero-signal share: groups whose rewards were all equal (with dynamic sampling: of all generated groups). "
+         "Zero-signal share: groups whose rewards were all equal, among all generated groups (every round of dynamic "
+         "sampling) and among the groups the loss was computed on. "
          "Grad-norm CV: standard deviation over mean of the gradient norm across steps, a proxy for the variance of "
-         "the gradient signal. Times are from a shared 2-core machine running two single-threaded jobs, so "
+         "the gradient signal (`gradient_variance.md` measures it directly). Times are from a shared 2-core "
+         "machine running two single-threaded jobs, so "
          "indicative only."),
         "",
         "## The sweep: mean final dev accuracy % over the sweep seeds",

@@ -1,18 +1,20 @@
 """The learning benchmark's report: the sweep chooses on the dev split only, and the paired interval is Student's t."""
 
+import math
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from learning_report import choose, interval, setting_name, summarise  # noqa: E402
+from learning_report import choose, interval, setting_name, summarise
 
 
 def run(label, seed, lr, dev, test, knobs=None, start=0.3):
     return {"label": label, "seed": seed, "lr": lr, "knobs": knobs or {}, "final_dev_accuracy": dev,
             "final_accuracy": test, "start_accuracy": start, "train_seconds": 10.0, "generation_seconds": 4.0,
-            "steps": 5, "completions": 320, "n_eval": 1000, "curve": {"completions": [0, 320], "accuracy": [start, test]}}
+            "steps": 5, "completions": 320, "n_eval": 1000,
+            "curve": {"completions": [0, 320], "accuracy": [start, test]}}
 
 
 def test_setting_name_lists_lr_then_sorted_knobs():
@@ -49,7 +51,7 @@ def test_interval_is_the_t_interval():
     assert hi - m == pytest.approx(12.706 * 2 ** 0.5 / 2 ** 0.5)
     assert m - lo == pytest.approx(hi - m)
     m, lo, hi = interval([5.0])
-    assert m == 5.0 and lo != lo and hi != hi  # NaN bounds: one seed gives no interval
+    assert m == 5.0 and math.isnan(lo) and math.isnan(hi)  # one seed gives no interval
 
 
 @pytest.mark.parametrize("diffs, verdict", [([2.0, 2.2, 1.8], "better"), ([-2.0, -2.2, -1.8], "worse"),
