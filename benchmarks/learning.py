@@ -9,8 +9,8 @@ completions (evaluation time is excluded from the reported seconds).
 
 Full setting (issue 7): `python benchmarks/learning.py --seeds 0 1 2 --budget 19200`
 (19200 completions = the demo's 300 GRPO steps). Seeds can run as separate processes, and algorithms too
-(`--algos`), each run writing `results/learning_raw/seed{S}/{algo}.json`; `--report` then aggregates whatever raw files exist into
-`results/learning.{json,md,png}`.
+(`--algos`), each run writing `results/learning_raw/seed{S}/{algo}.json`; `--report` then aggregates whatever raw
+files exist into `results/learning.{json,md,png}`.
 
 Evidence runs (issue 17): `--task chain` (the multi-step task, `trl_plus.data.generate_chain_problems`, raw files
 under `learning_raw/chain/`), `--n-test 1000` held-out problems, `--lr` and `--set KEY=VALUE` (an algorithm's own

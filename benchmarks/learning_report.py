@@ -197,7 +197,7 @@ def write(task: str, command: str | None) -> str:
                            _f(c["seconds_per_step"], "{:.2f}"), _f(c["gain_per_100s"], "{:+.1f}"),
                            f"{_f(c['completions_to_grpo_final'], '{:.0f}')} ({c['reached_grpo_final']})"])
     sweep_names = sorted({n for s in summary.values() for n in s["sweep"]["dev"]})
-    bold = lambda text, on: f"**{text}**" if on else text  # noqa: E731
+    bold = lambda text, on: f"**{text}**" if on else text
     sweep_rows = [[lb] + [bold(_f(s["sweep"]["dev"].get(n)), n == s["setting"]) for n in sweep_names]
                   + [", ".join(map(str, s["sweep"]["sweep_seeds"])) or "—"] for lb, s in summary.items()]
     n_test = min(s["n_test"] for s in summary.values())
