@@ -182,7 +182,7 @@ def run(args) -> None:
     knobs = dict(parse_knob(k) for k in args.set)
     suffix = settings_suffix(args.lr, knobs)
     for seed in args.seeds:
-        folder = raw_dir(args.task) / f"seed{seed}"
+        folder = raw_dir(args.task, args.group) / f"seed{seed}"
         folder.mkdir(parents=True, exist_ok=True)
         settings = DemoSettings(seed=seed, out_dir=str(cache / f"sft-work-{seed}"), cache_dir=str(cache / "tiny"),
                                 max_completion_length=MAX_COMPLETION[args.task])
@@ -233,6 +233,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-4, help="RL learning rate (default 1e-4, the demo's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config value of the algorithm (its paper's knob), repeatable")
+    p.add_argument("--group", default=None, help="write the raw runs to their own folder under the task's (e.g. "
+                   "'long' for the stability runs at a longer budget), kept out of the sweep's report")
     p.add_argument("--force", action="store_true", help="re-run algorithms already in the raw results")
     p.add_argument("--report", action="store_true", help="only aggregate the raw results into learning.{json,md,png}")
     p.add_argument("--no-report", action="store_true", help="only run (for concurrent workers; report once later)")

@@ -23,8 +23,38 @@ DEFAULT = "lr=0.0001"
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
-def raw_dir(task: str) -> Path:
-    return RAW if task == "addition" else RAW / task
+def raw_dir(task: str, group: str | None = None) -> Path:
+    """Where a task's raw runs live; a named group (e.g. 'long', the longer stability runs) has its own folder."""
+    base = RAW if task == "addition" else RAW / task
+    return base / group if group else base
+
+
+def stability(task: str, group: str = "long") -> str:
+    """REINFORCE++'s claim, from the longer runs in `raw_dir(task, group)`: KL to the reference and the reward over the
+    run, per algorithm (mean over seeds, by quarter of the run), plus start and final test accuracy."""
+    runs, _ = load_runs(raw_dir(task, group))
+    rows = []
+    for lb, settings in runs.items():
+        for name, by_seed in settings.items():
+            quarters = {"kl": [[] for _ in range(4)], "reward": [[] for _ in range(4)]}
+            for r in by_seed.values():
+                log = r.get("log", [])
+                kl_key = next((k for k in (log[-1] if log else {}) if k == "kl" or k.endswith(("/kl", "kl_reward"))),
+                              None)
+                for i, e in enumerate(log):
+                    q = min(4 * i // max(len(log), 1), 3)
+                    quarters["reward"][q].append(e.get("reward"))
+                    if kl_key:
+                        quarters["kl"][q].append(e.get(kl_key))
+            acc = [(100 * r["start_accuracy"], 100 * r["final_accuracy"]) for r in by_seed.values()]
+            budget = next(iter(by_seed.values()))["budget"]
+            rows.append([lb, name, ", ".join(map(str, sorted(by_seed))), budget,
+                         " / ".join(_f(_mean(q), "{:.4f}") for q in quarters["kl"]),
+                         " / ".join(_f(_mean(q), "{:.3f}") for q in quarters["reward"]),
+                         f"{_mean([a for a, _ in acc]):.1f} → {_mean([b for _, b in acc]):.1f}"])
+    return md_table(["algorithm", "setting", "seeds", "budget (completions)",
+                     "KL to the reference, by quarter of the run", "reward of the samples, by quarter",
+                     "test acc % start → end"], rows)
 
 
 def setting_name(run: dict) -> str:
@@ -236,8 +266,12 @@ def write(task: str, command: str | None) -> str:
         md_table(["algorithm"] + sweep_names + ["sweep seeds"], sweep_rows) if sweep_names
         else "No sweep: these runs have no dev-split scores (made before the sweep existed).",
         "",
-        f"Command: `{command}`",
     ]
+    if raw_dir(task, "long").is_dir() and load_runs(raw_dir(task, "long"))[0]:
+        text += ["## REINFORCE++'s claim: stability over a run twice as long", "", stability(task), "",
+                 ("KL: REINFORCE++'s k1 KL in the reward (`reinforce_pp/kl_reward`), TRL's `kl` where beta > 0; "
+                  "GRPO here runs without a KL term (beta 0), so it has none to report."), ""]
+    text += [f"Command: `{command}`"]
     out.with_suffix(".md").write_text("\n".join(text) + "\n")
     return "\n".join(text)
 
