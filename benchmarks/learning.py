@@ -188,6 +188,8 @@ def run(args) -> None:
                                 max_completion_length=MAX_COMPLETION[args.task])
         sft_path, sft_meta = sft_model(seed, cache, settings, args.task)
         (folder / "sft.json").write_text(json.dumps(sft_meta))
+        if args.sft_only:
+            continue
         for label in args.algos:
             path = folder / f"{label}{suffix}.json"
             old = json.loads(path.read_text()) if path.is_file() else {}
@@ -235,6 +237,7 @@ def main() -> None:
                    help="a config value of the algorithm (its paper's knob), repeatable")
     p.add_argument("--group", default=None, help="write the raw runs to their own folder under the task's (e.g. "
                    "'long' for the stability runs at a longer budget), kept out of the sweep's report")
+    p.add_argument("--sft-only", action="store_true", help="only make (or find) each seed's SFT-warmed model")
     p.add_argument("--force", action="store_true", help="re-run algorithms already in the raw results")
     p.add_argument("--report", action="store_true", help="only aggregate the raw results into learning.{json,md,png}")
     p.add_argument("--no-report", action="store_true", help="only run (for concurrent workers; report once later)")
