@@ -10,7 +10,7 @@ method. trl-plus never copies it. Instead, read top to bottom:
    rewards of the whole generation batch, gathered from every process, and this process's prompts and
    completions (`self._scored`).
 3. `_generate_and_score_completions` calls TRL once (`_rollout`), or several times with dynamic sampling
-   (`dynamic_sampling`), then `compute_advantages(out)` builds one `EstimatorContext` (rewards, groups, mask,
+   (`dynamic_sampling`), then `compute_advantages(out)` builds one `EstimatorContext` (`context.py`; rewards, groups, mask,
    KL-in-reward, log-probs, greedy baseline, steps, a cross-process reducer) and calls the estimator, which returns
    this process's advantages, (B,) or (B, T); `_compute_loss` accepts both. An estimator that needs a critic
    (`gae`) runs only in a preset that trains one (`trains_critic`: `PPOTrainer` adds `ctx.values`, reads
@@ -31,12 +31,12 @@ import torch
 from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
-from trl_plus.core import kl_penalty
 from trl_plus.engine import best_of_k
 from trl_plus.engine.checkpoint_state import STATE_FILE, ExtraCheckpointState
 from trl_plus.engine.config import PlusGRPOConfig, critic_missing, setting
+from trl_plus.engine.context import build_context
 from trl_plus.engine.dynamic_sampling import DynamicSampling
-from trl_plus.engine.estimators import EstimatorContext, get_estimator
+from trl_plus.engine.estimators import get_estimator
 from trl_plus.engine.greedy_baseline import GreedyBaseline
 from trl_plus.engine.kl_loss import loss_with_kl
 from trl_plus.engine.machine import check_world_size
@@ -152,41 +152,7 @@ class PlusGRPOTrainer(ExtraCheckpointState, DynamicSampling, GreedyBaseline, GRP
 
     def compute_advantages(self, out: dict[str, Any]) -> torch.Tensor | None:
         """This process's advantages, (B,) or (B, T), from the configured estimator; None keeps TRL's."""
-        return self.estimator.fn(self.estimator_context(out))
-
-    def estimator_context(self, out: dict[str, Any]) -> EstimatorContext:
-        """Everything the estimator asked for, for the batch in `out` (see `EstimatorContext`)."""
-        mask = self.loss_mask(out)
-        n_local = mask.size(0)
-        rewards = self.total_rewards()
-        clip = setting(self.args, "reward_clip")
-        if clip is not None:
-            rewards = rewards.clamp(-clip, clip)
-        n = len(rewards)
-        ctx = EstimatorContext(
-            rewards=rewards, rewards_per_func=self._scored.rewards_per_func, reward_func_names=self.reward_func_names,
-            group_ids=self.group_ids(n), local=self.local_rows(n_local), mask=mask, reducer=self.reduce_sum,
-            gather=self.accelerator.gather, log=self.log_metric, args=self.args, trainer=self,
-            kl_coef=setting(self.args, "kl_in_reward_coef"),
-        )
-        if ctx.kl_coef > 0 or self.estimator.needs_reference_logps:
-            ctx.logps, ctx.ref_logps = self.rollout_logps(out)
-        if ctx.kl_coef > 0:
-            ctx.kl = kl_penalty(ctx.logps, ctx.ref_logps, setting(self.args, "kl_in_reward_estimator"))
-            valid = ctx.scored_mask()
-            totals = self.reduce_sum(torch.stack([torch.where(valid, ctx.kl, 0.0).sum(), valid.sum().to(ctx.kl.dtype)]))
-            family = self.estimator.name.removesuffix("_baseline")  # e.g. reinforce_pp/kl_reward, remax/kl_reward
-            self.log_metric(f"{family}/kl_reward", (totals[0] / totals[1].clamp(min=1)).item())
-        if self.estimator.needs_greedy_baseline:
-            _, per_group = self.greedy_baseline(n_local)
-            greedy = per_group[ctx.group_ids]
-            ctx.greedy_rewards = greedy if clip is None else greedy.clamp(-clip, clip)
-        if self.estimator.needs_step_rewards:
-            rows = self._gather_rows(self._local_step_rows())
-            ctx.step_token_ends, ctx.step_rewards = [r[0] for r in rows], [r[1] for r in rows]
-            ctx.completion_lengths = torch.tensor([r[2] for r in rows], device=mask.device)
-            ctx.group_ids = self.group_ids(len(rows))  # the gathered step rows (N of them)
-        return ctx
+        return self.estimator.fn(build_context(self, out))
 
     def _local_step_rows(self) -> list[tuple[list[int], list[float | None], int]]:
         """This process's B rows: (token index of each step's end, step rewards, completion length in tokens)."""

@@ -38,6 +38,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl_plus.critic import STATE_FILE as CRITIC_STATE_FILE
 from trl_plus.critic import Critic, clipped_value_loss, explained_variance
 from trl_plus.engine.config import PlusGRPOConfig, apply_alias, check_kl_aliases
+from trl_plus.engine.context import build_context
 from trl_plus.engine.estimators import get_estimator
 from trl_plus.engine.trainer import PlusGRPOTrainer
 
@@ -147,7 +148,7 @@ class PPOTrainer(PlusGRPOTrainer):
     # ----- rollout: values, token rewards, GAE ---------------------------------------------------------------
 
     def compute_advantages(self, out):
-        ctx = self.estimator_context(out)
+        ctx = build_context(self, out)
         with torch.no_grad(), self.critic.active():
             ctx.values = self.critic.values(*self._sequence(out), batch_size=self.forward_batch_size)
         advantages = self.estimator.fn(ctx)
