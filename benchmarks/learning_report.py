@@ -39,8 +39,7 @@ def stability(task: str, group: str = "long") -> str:
             quarters = {"kl": [[] for _ in range(4)], "reward": [[] for _ in range(4)]}
             for r in by_seed.values():
                 log = r.get("log", [])
-                kl_key = next((k for k in (log[-1] if log else {}) if k == "kl" or k.endswith(("/kl", "kl_reward"))),
-                              None)
+                kl_key = _kl_key(log)
                 for i, e in enumerate(log):
                     q = min(4 * i // max(len(log), 1), 3)
                     quarters["reward"][q].append(e.get("reward"))
@@ -101,6 +100,11 @@ def interval(diffs: list[float]) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
+def _kl_key(log: list[dict]) -> str | None:
+    """The logged KL to the reference: TRL's `kl` (beta > 0), `ppo/kl`, or an estimator's `<name>/kl_reward`."""
+    return next((k for k in (log[-1] if log else {}) if k == "kl" or k.endswith(("/kl", "kl_reward"))), None)
+
+
 def _mean(xs):
     xs = [x for x in xs if x is not None]
     return statistics.mean(xs) if xs else None
@@ -116,8 +120,8 @@ def claims(run: dict, grpo_run: dict | None) -> dict:
     generated = [e["frac_reward_zero_std"] for e in log if "frac_reward_zero_std" in e]
     trained = [e["dapo/groups_filled"] / max(e["dapo/groups_kept"] + e["dapo/groups_filled"], 1)
                if "dapo/groups_kept" in e else e.get("frac_reward_zero_std") for e in log]
-    kl_keys = [k for k in (log[-1] if log else {}) if k == "kl" or k.endswith(("/kl", "kl_reward"))]
-    kl = _mean([e.get(kl_keys[0]) for e in log[-5:]]) if kl_keys else None
+    kl_key = _kl_key(log)
+    kl = _mean([e.get(kl_key) for e in log[-5:]]) if kl_key else None
     grads = [e["grad_norm"] for e in log if "grad_norm" in e]
     reach = None
     if grpo_run is not None:
