@@ -97,7 +97,8 @@ def _stop_at_target(dev_rows, settings: DemoSettings, history: list):
     return StopAtTarget()
 
 
-def sft_warmup(model_path: Path, train_rows, dev_rows, settings: DemoSettings):
+def sft_warmup(model_path: Path, train_rows, dev_rows, settings: DemoSettings, callbacks=(), extra_args=None):
+    """SFT until greedy dev accuracy reaches `settings.sft_target`; `extra_args` overrides config fields."""
     from trl import SFTConfig, SFTTrainer
 
     from trl_plus.data import to_sft_dataset
@@ -107,17 +108,19 @@ def sft_warmup(model_path: Path, train_rows, dev_rows, settings: DemoSettings):
         per_device_train_batch_size=settings.sft_batch, learning_rate=settings.sft_lr,
         lr_scheduler_type="constant", warmup_steps=0, max_steps=settings.sft_max_steps, logging_steps=50,
         save_strategy="no", report_to=[], max_length=128, gradient_checkpointing=False,  # a 1M model: no memory to save
+        **(extra_args or {}),
     )
     history: list = []
     trainer = SFTTrainer(
         model=str(model_path), args=args, train_dataset=to_sft_dataset(train_rows, None, conversational=False),
-        callbacks=[_stop_at_target(dev_rows, settings, history)],
+        callbacks=[_stop_at_target(dev_rows, settings, history), *callbacks],
     )
     trainer.train()
     return trainer.model, trainer.processing_class, trainer.state.global_step
 
 
-def rl_train(model, tokenizer, train_rows, settings: DemoSettings):
+def rl_train(model, tokenizer, train_rows, settings: DemoSettings, extra_args: dict | None = None, callbacks=()):
+    """RL at the demo's settings; `extra_args` overrides config fields, `callbacks` go to the trainer."""
     import reward_fns
     from trl_plus.algorithms import build_trainer, get_algorithm
     from trl_plus.data import to_prompt_dataset
@@ -133,11 +136,13 @@ def rl_train(model, tokenizer, train_rows, settings: DemoSettings):
         **algo.defaults,
         # ps_grpo trains on arithmetic_steps; the answer's correctness enters as one extra step.
         **({"outcome_weight": 1.0} if settings.algo == "ps_grpo" else {}),
+        **(extra_args or {}),
     )
     trainer = build_trainer(
         settings.algo, model=model, processing_class=tokenizer, args=args,
         reward_funcs=[reward_fns.get(name) for name in REWARDS],
         train_dataset=to_prompt_dataset(train_rows, system_prompt=None, conversational=False),
+        callbacks=list(callbacks),
     )
     trainer.train()
     return trainer

@@ -1,28 +1,11 @@
 """The learning benchmark's report: the sweep chooses on the dev split only, and the paired interval is Student's t."""
 
-import importlib
 import math
-import sys
-from pathlib import Path
 
 import pytest
+from bench_import import import_benchmark
 
-
-def _import_report():
-    """benchmarks/learning_report.py, imported without leaving benchmarks/ on sys.path or its `common` module in
-    sys.modules: examples/ has a `common` module of its own, which later tests import."""
-    saved_path, saved_common = list(sys.path), sys.modules.pop("common", None)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    try:
-        return importlib.import_module("learning_report")
-    finally:
-        sys.path[:] = saved_path
-        sys.modules.pop("common", None)
-        if saved_common is not None:
-            sys.modules["common"] = saved_common
-
-
-report = _import_report()
+report = import_benchmark("learning_report")
 choose, interval, setting_name, summarise = report.choose, report.interval, report.setting_name, report.summarise
 
 
