@@ -56,6 +56,35 @@ def stability(task: str, group: str = "long") -> str:
                      "test acc % start → end"], rows)
 
 
+def full_budget(task: str, group: str = "full") -> str:
+    """The runs at the full budget in `raw_dir(task, group)`: test accuracy at the sweep's budget (the first evaluation
+    at or past 3,200 completions) and at the end, each paired against GRPO's run on the same seed."""
+    runs, _ = load_runs(raw_dir(task, group))
+    grpo = next(iter(runs.get("grpo", {}).values()), {})
+    rows = []
+    for lb, settings in runs.items():
+        for name, by_seed in settings.items():
+            at_sweep = [_accuracy_at(r, 3200) for r in by_seed.values()]
+            diffs = [100 * (r["final_accuracy"] - grpo[s]["final_accuracy"]) for s, r in by_seed.items() if s in grpo]
+            vs = "—" if lb == "grpo" or not diffs else "{:+.1f} [{:+.1f}, {:+.1f}]".format(*interval(diffs))
+            per_seed = ", ".join(f"{d:+.1f}" for d in diffs) if lb != "grpo" else ""
+            r0 = next(iter(by_seed.values()))
+            rows.append([lb, name, ", ".join(map(str, sorted(by_seed))), r0["budget"],
+                         f"{_mean([100 * r['start_accuracy'] for r in by_seed.values()]):.1f}",
+                         _f(_mean([None if a is None else 100 * a for a in at_sweep])),
+                         f"{_mean([100 * r['final_accuracy'] for r in by_seed.values()]):.1f}",
+                         f"{vs} ({per_seed})" if per_seed else vs,
+                         f"{_mean([r['train_seconds'] for r in by_seed.values()]):.0f}"])
+    return md_table(["algorithm", "setting", "seeds", "budget (completions)", "start acc %", "acc % at 3,200",
+                     "final test acc %", "vs GRPO at the end, points: mean [95% CI] (per seed)", "train s"], rows)
+
+
+def _accuracy_at(run: dict, completions: int) -> float | None:
+    """Test accuracy at the first evaluation at or past `completions` generated completions (None if none)."""
+    curve = run.get("curve", {})
+    return next((a for c, a in zip(curve.get("completions", []), curve.get("accuracy", [])) if c >= completions), None)
+
+
 def setting_name(run: dict) -> str:
     """'lr=0.0001' or 'lr=0.0002,keep_fraction=0.25': the learning rate and the knobs a run was made with."""
     knobs = ",".join(f"{k}={v}" for k, v in sorted(run.get("knobs", {}).items()))
@@ -275,6 +304,10 @@ def write(task: str, command: str | None) -> str:
         text += ["## REINFORCE++'s claim: stability over a run twice as long", "", stability(task), "",
                  ("KL: REINFORCE++'s k1 KL in the reward (`reinforce_pp/kl_reward`), TRL's `kl` where beta > 0; "
                   "GRPO here runs without a KL term (beta 0), so it has none to report."), ""]
+    if raw_dir(task, "full").is_dir() and load_runs(raw_dir(task, "full"))[0]:
+        text += ["## The full budget: 19,200 completions (the demo's 300 GRPO steps)", "", full_budget(task), "",
+                 ("Each algorithm at the setting its sweep chose, on the seeds the machine allowed; raw runs in "
+                  "`learning_raw/full/`."), ""]
     text += [f"Command: `{command}`"]
     out.with_suffix(".md").write_text("\n".join(text) + "\n")
     return "\n".join(text)

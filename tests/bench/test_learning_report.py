@@ -61,3 +61,27 @@ def test_verdict_against_grpo_follows_the_interval(diffs, verdict):
     summary, _ = summarise(runs)
     assert summary["remax"]["verdict"] == verdict
     assert summary["remax"]["vs_grpo"] == pytest.approx(sum(diffs) / len(diffs))
+
+
+def test_full_budget_pairs_each_seed_with_grpo_and_reads_the_sweep_budget_point(tmp_path, monkeypatch):
+    import json
+
+    def full_run(label, seed, final, at_3200):
+        r = run(label, seed, 1e-4, 0.5, final)
+        r.update(budget=19200, curve={"completions": [0, 1600, 3200, 19200], "accuracy": [0.3, 0.35, at_3200, final]})
+        return r
+
+    for seed, (g, x) in enumerate([(0.60, 0.62), (0.50, 0.56)]):
+        folder = tmp_path / "full" / f"seed{seed}"
+        folder.mkdir(parents=True)
+        (folder / "sft.json").write_text(json.dumps({"sft_steps": 1}))
+        (folder / "grpo.json").write_text(json.dumps(full_run("grpo", seed, g, 0.4)))
+        (folder / "rahf.json").write_text(json.dumps(full_run("rahf", seed, x, 0.45)))
+    monkeypatch.setattr(report, "RAW", tmp_path)
+    table = report.full_budget("addition")
+    rahf_row = next(line for line in table.splitlines() if line.startswith("| rahf"))
+    cells = [c.strip() for c in rahf_row.strip("|").split("|")]
+    assert cells[5] == "45.0"  # accuracy at the first evaluation at or past 3,200 completions
+    assert cells[6] == "59.0"
+    m, lo, hi = interval([2.0, 6.0])
+    assert cells[7] == f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}] (+2.0, +6.0)"
