@@ -56,18 +56,21 @@ def stability(task: str, group: str = "long") -> str:
                      "test acc % start → end"], rows)
 
 
-def full_budget(task: str, group: str = "full") -> str:
+def full_budget(task: str, grpo_setting: str, group: str = "full") -> str:
     """The runs at the full budget in `raw_dir(task, group)`: test accuracy at the sweep's budget (the first evaluation
-    at or past 3,200 completions) and at the end, each paired against GRPO's run on the same seed."""
+    at or past 3,200 completions) and at the end, each paired against GRPO at `grpo_setting` (the sweep's choice) on
+    the same seed. Other GRPO settings get rows of their own, paired the same way."""
     runs, _ = load_runs(raw_dir(task, group))
-    grpo = next(iter(runs.get("grpo", {}).values()), {})
+    grpo = runs.get("grpo", {}).get(grpo_setting, {})
     rows = []
     for lb, settings in runs.items():
         for name, by_seed in settings.items():
+            base = lb == "grpo" and name == grpo_setting
             at_sweep = [_accuracy_at(r, 3200) for r in by_seed.values()]
             diffs = [100 * (r["final_accuracy"] - grpo[s]["final_accuracy"]) for s, r in by_seed.items() if s in grpo]
-            vs = "—" if lb == "grpo" or not diffs else "{:+.1f} [{:+.1f}, {:+.1f}]".format(*interval(diffs))
-            per_seed = ", ".join(f"{d:+.1f}" for d in diffs) if lb != "grpo" else ""
+            vs = ("— (baseline)" if base else "no paired GRPO run" if not diffs
+                  else "{:+.1f} [{:+.1f}, {:+.1f}]".format(*interval(diffs)))
+            per_seed = "" if base else ", ".join(f"{d:+.1f}" for d in diffs)
             r0 = next(iter(by_seed.values()))
             rows.append([lb, name, ", ".join(map(str, sorted(by_seed))), r0["budget"],
                          f"{_mean([100 * r['start_accuracy'] for r in by_seed.values()]):.1f}",
@@ -305,7 +308,8 @@ def write(task: str, command: str | None) -> str:
                  ("KL: REINFORCE++'s k1 KL in the reward (`reinforce_pp/kl_reward`), TRL's `kl` where beta > 0; "
                   "GRPO here runs without a KL term (beta 0), so it has none to report."), ""]
     if raw_dir(task, "full").is_dir() and load_runs(raw_dir(task, "full"))[0]:
-        text += ["## The full budget: 19,200 completions (the demo's 300 GRPO steps)", "", full_budget(task), "",
+        text += ["## The full budget: 19,200 completions (the demo's 300 GRPO steps)", "",
+                 full_budget(task, summary["grpo"]["setting"]), "",
                  ("Each algorithm at the setting its sweep chose, on the seeds the machine allowed; raw runs in "
                   "`learning_raw/full/`."), ""]
     text += [f"Command: `{command}`"]

@@ -142,21 +142,21 @@ def report() -> None:
     text = "\n".join([
         "# Listwise (Plackett-Luce) DPO vs pairwise DPO on the same samples",
         "",
-        f"Demo task (2-digit addition), one SFT-warmed tiny model (SFT seed {settings['sft_seed']}); per seed, "
+        (f"Demo task (2-digit addition), one SFT-warmed tiny model (SFT seed {settings['sft_seed']}); per seed, "
         f"K = {settings['k']} samples for each of "
         f"{settings['prompts']} prompts, scored by the demo's rewards, all-tied prompts dropped. Listwise: "
         "`ListwiseDPOTrainer` on the full rankings; pairwise: TRL's `DPOTrainer` on best vs worst of the same K. "
         f"Same model, samples and seed per row; beta {settings['beta']}, lr {settings['lr']}, "
         f"{settings['rows_per_step']} prompts per step, {settings['epochs']} epoch(s). Held-out greedy accuracy on "
-        "200 problems.",
+        "200 problems."),
         "",
         md_table(["seed", "after SFT", "listwise DPO", "pairwise DPO", "listwise - pairwise (points)",
                   "prompts ranked", "train time (listwise / pairwise)"], rows),
         "",
-        f"Mean gain over SFT: listwise {mean(gains['listwise']):+.1f} points, pairwise {mean(gains['pairwise']):+.1f} "
+        (f"Mean gain over SFT: listwise {mean(gains['listwise']):+.1f} points, pairwise {mean(gains['pairwise']):+.1f} "
         f"points; paired difference {mean(diffs):+.1f} points{spread} over {len(seeds)} seed(s). One accuracy on 200 "
         f"problems has a binomial noise of about {NOISE_POINTS} points. Same samples drawn from the policy, but "
-        "listwise DPO runs all K sequences of a prompt per step (pairwise 2), hence about twice the training time.",
+        "listwise DPO runs all K sequences of a prompt per step (pairwise 2), hence about twice the training time."),
         "",
         f"Machine: {machine()['nproc']} cores, shared with other jobs (train times are wall-clock upper bounds).",
         "Command: `nice -n 10 python benchmarks/listwise.py --seeds " + " ".join(map(str, seeds)) + "`",

@@ -219,8 +219,8 @@ def report(work: Path, s: dict, command: str) -> dict | None:
     (RESULTS / "real_model.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# Real-model benchmark: SmolLM2-135M-Instruct, GSM8K, SFT then RL (LoRA), CPU", "",
              f"Command: `{command}`", "",
-             f"Held-out: the first {s['n_eval']} GSM8K test problems; greedy decoding, at most "
-             f"{s['max_new_tokens']} new tokens.", "",
+             (f"Held-out: the first {s['n_eval']} GSM8K test problems; greedy decoding, at most "
+             f"{s['max_new_tokens']} new tokens."), "",
              "| point | format rate | greedy accuracy | gsm8k_reasoning strict | gsm8k_reasoning flexible |",
              "|---|---|---|---|---|"]
     for name in STAGES:

@@ -63,25 +63,31 @@ def test_verdict_against_grpo_follows_the_interval(diffs, verdict):
     assert summary["remax"]["vs_grpo"] == pytest.approx(sum(diffs) / len(diffs))
 
 
-def test_full_budget_pairs_each_seed_with_grpo_and_reads_the_sweep_budget_point(tmp_path, monkeypatch):
+def test_full_budget_pairs_each_seed_with_the_sweep_s_grpo_setting(tmp_path, monkeypatch):
     import json
 
-    def full_run(label, seed, final, at_3200):
-        r = run(label, seed, 1e-4, 0.5, final)
+    def full_run(label, seed, final, at_3200, knobs=None):
+        r = run(label, seed, 1e-4, 0.5, final, knobs)
         r.update(budget=19200, curve={"completions": [0, 1600, 3200, 19200], "accuracy": [0.3, 0.35, at_3200, final]})
         return r
 
-    for seed, (g, x) in enumerate([(0.60, 0.62), (0.50, 0.56)]):
+    for seed, (chosen, other, x) in enumerate([(0.60, 0.70, 0.62), (0.50, 0.40, 0.56)]):
         folder = tmp_path / "full" / f"seed{seed}"
         folder.mkdir(parents=True)
         (folder / "sft.json").write_text(json.dumps({"sft_steps": 1}))
-        (folder / "grpo.json").write_text(json.dumps(full_run("grpo", seed, g, 0.4)))
+        (folder / "grpo@loss_type=grpo.json").write_text(
+            json.dumps(full_run("grpo", seed, chosen, 0.4, {"loss_type": "grpo"})))
+        (folder / "grpo.json").write_text(json.dumps(full_run("grpo", seed, other, 0.4)))
         (folder / "rahf.json").write_text(json.dumps(full_run("rahf", seed, x, 0.45)))
     monkeypatch.setattr(report, "RAW", tmp_path)
-    table = report.full_budget("addition")
-    rahf_row = next(line for line in table.splitlines() if line.startswith("| rahf"))
-    cells = [c.strip() for c in rahf_row.strip("|").split("|")]
-    assert cells[5] == "45.0"  # accuracy at the first evaluation at or past 3,200 completions
-    assert cells[6] == "59.0"
+    table = report.full_budget("addition", "lr=0.0001,loss_type=grpo")
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): [c.strip() for c in line.strip("|").split("|")]
+            for line in table.splitlines()[2:]}
+    rahf = rows[("rahf", "lr=0.0001")]
+    assert rahf[5] == "45.0"  # accuracy at the first evaluation at or past 3,200 completions
+    assert rahf[6] == "59.0"
     m, lo, hi = interval([2.0, 6.0])
-    assert cells[7] == f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}] (+2.0, +6.0)"
+    assert rahf[7] == f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}] (+2.0, +6.0)"
+    assert rows[("grpo", "lr=0.0001,loss_type=grpo")][7] == "— (baseline)"
+    m, lo, hi = interval([10.0, -10.0])  # the other GRPO setting is paired against the chosen one
+    assert rows[("grpo", "lr=0.0001")][7] == f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}] (+10.0, -10.0)"
