@@ -63,14 +63,15 @@ def full_budget(task: str, grpo_setting: str, group: str = "full") -> str:
     runs, _ = load_runs(raw_dir(task, group))
     grpo = runs.get("grpo", {}).get(grpo_setting, {})
     rows = []
-    for lb, settings in runs.items():
-        for name, by_seed in settings.items():
+    for lb in [lb for lb in VARIANTS if lb in runs] + sorted(set(runs) - set(VARIANTS)):
+        for name, by_seed in sorted(runs[lb].items(), key=lambda item: item[0] != grpo_setting):
             base = lb == "grpo" and name == grpo_setting
             at_sweep = [_accuracy_at(r, 3200) for r in by_seed.values()]
             diffs = [100 * (r["final_accuracy"] - grpo[s]["final_accuracy"]) for s, r in by_seed.items() if s in grpo]
             vs = ("— (baseline)" if base else "no paired GRPO run" if not diffs
+                  else f"{diffs[0]:+.1f} (one seed)" if len(diffs) == 1
                   else "{:+.1f} [{:+.1f}, {:+.1f}]".format(*interval(diffs)))
-            per_seed = "" if base else ", ".join(f"{d:+.1f}" for d in diffs)
+            per_seed = "" if base or len(diffs) < 2 else ", ".join(f"{d:+.1f}" for d in diffs)
             r0 = next(iter(by_seed.values()))
             rows.append([lb, name, ", ".join(map(str, sorted(by_seed))), r0["budget"],
                          f"{_mean([100 * r['start_accuracy'] for r in by_seed.values()]):.1f}",
@@ -310,8 +311,9 @@ def write(task: str, command: str | None) -> str:
     if raw_dir(task, "full").is_dir() and load_runs(raw_dir(task, "full"))[0]:
         text += ["## The full budget: 19,200 completions (the demo's 300 GRPO steps)", "",
                  full_budget(task, summary["grpo"]["setting"]), "",
-                 ("Each algorithm at the setting its sweep chose, on the seeds the machine allowed; raw runs in "
-                  "`learning_raw/full/`."), ""]
+                 ("Each algorithm at the setting its sweep chose, plus other settings where they were run (rows of their "
+                  "own), on the seeds the machine allowed; raw runs in `learning_raw/full/`. With 2 seeds the "
+                  "intervals are too wide to conclude anything from; the per-seed differences are the result."), ""]
     text += [f"Command: `{command}`"]
     out.with_suffix(".md").write_text("\n".join(text) + "\n")
     return "\n".join(text)
