@@ -37,12 +37,13 @@ from common import RESULTS, machine, md_table, pin_threads, reward_funcs_and_wei
 def rewards_of(texts: list[str], rows: list[dict]) -> torch.Tensor:
     import torch
 
+    from trl_plus.core import weighted_rewards
+
     funcs, weights = reward_funcs_and_weights()
-    total = torch.zeros(len(texts), dtype=torch.float64)
-    for fn, w in zip(funcs, weights):
-        scores = fn(prompts=[None] * len(texts), completions=texts, answer=[r["answer"] for r in rows])
-        total += w * torch.tensor([float("nan") if s is None else s for s in scores], dtype=torch.float64)
-    return total
+    answers = [r["answer"] for r in rows]
+    scores = [fn(prompts=[None] * len(texts), completions=texts, answer=answers) for fn in funcs]
+    per_func = torch.tensor([[float("nan") if s is None else s for s in col] for col in zip(*scores)], dtype=torch.float64)
+    return weighted_rewards(per_func, torch.tensor(weights, dtype=torch.float64))
 
 
 def sample(model, tok, rows: list[dict], n: int, greedy: bool, max_new: int):

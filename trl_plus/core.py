@@ -52,6 +52,7 @@ __all__ = [
     "returns_to_go",
     "rloo_advantages",
     "token_level_rewards",
+    "weighted_rewards",
 ]
 
 KL_ESTIMATORS = ("k1", "k2", "k3", "abs")
@@ -95,6 +96,17 @@ def kl_penalty(logp: Tensor, ref_logp: Tensor, estimator: str) -> Tensor:
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Token-level rewards, returns and whitening
+
+
+def weighted_rewards(rewards_per_func: Tensor, weights: Tensor) -> Tensor:
+    """Weighted sum of the reward functions' scores, (N, F) x (F,) -> (N,).
+
+    A function that abstained on a row (NaN) is left out of that row's sum; a row where every function abstained
+    stays NaN, so the estimators can tell "no reward" from a reward of 0.
+    """
+    rewards = (rewards_per_func * weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
+    rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+    return rewards
 
 
 def _last_token_index(valid: Tensor) -> Tensor:

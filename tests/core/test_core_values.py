@@ -232,3 +232,19 @@ def test_registry():
         "process",
         "gae",
     }
+
+
+@pytest.mark.parametrize(
+    ("rewards_per_func", "expected"),
+    [
+        ([[1.0, 2.0]], [1.0 * 0.5 + 2.0 * 0.25]),  # every function scored
+        ([[1.0, float("nan")]], [0.5]),  # one abstained: left out of the sum
+        ([[float("nan"), float("nan")]], [float("nan")]),  # all abstained: no reward, not 0
+        ([[0.0, 0.0], [float("nan"), 4.0]], [0.0, 1.0]),  # rows are independent
+    ],
+)
+def test_weighted_rewards_by_hand(rewards_per_func, expected):
+    from trl_plus.core import weighted_rewards
+
+    out = weighted_rewards(torch.tensor(rewards_per_func), torch.tensor([0.5, 0.25]))
+    torch.testing.assert_close(out, torch.tensor(expected), equal_nan=True)

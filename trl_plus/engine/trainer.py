@@ -31,6 +31,7 @@ import torch
 from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
+from trl_plus.core import weighted_rewards
 from trl_plus.engine import best_of_k
 from trl_plus.engine.checkpoint_state import STATE_FILE, ExtraCheckpointState
 from trl_plus.engine.config import PlusGRPOConfig, critic_missing, setting
@@ -199,10 +200,7 @@ class PlusGRPOTrainer(ExtraCheckpointState, DynamicSampling, GreedyBaseline, GRP
     def total_rewards(self, rewards_per_func: torch.Tensor | None = None, weights: torch.Tensor | None = None):
         """Weighted sum of the reward functions, (N,); NaN where every function abstained."""
         rpf = self._scored.rewards_per_func if rewards_per_func is None else rewards_per_func
-        weights = self.reward_weights if weights is None else weights
-        rewards = (rpf * weights.to(rpf.device).unsqueeze(0)).nansum(dim=1)
-        rewards[torch.isnan(rpf).all(dim=1)] = torch.nan
-        return rewards
+        return weighted_rewards(rpf, self.reward_weights if weights is None else weights)
 
     def group_ids(self, n: int) -> torch.Tensor:
         """Group index of each gathered row: TRL's sampler puts the G copies of a prompt side by side."""
