@@ -37,7 +37,7 @@ def _pairs(items: list[str]) -> dict:
     return out
 
 
-def _curve_callback(model_ref, tok, rows, every: int, curve: list, clock: dict, max_len: int):
+def _curve_callback(tok, rows, every: int, curve: list, clock: dict, max_len: int):
     from transformers import TrainerCallback
 
     from trl_plus.demo import greedy_accuracy
@@ -113,7 +113,7 @@ def main() -> None:
     before = greedy_accuracy(model, tok, tune, s.max_completion_length)
     curve: list = [[0, 0.0, before]]
     clock = {"start": time.perf_counter(), "eval": 0.0}
-    callback = _curve_callback(model, tok, tune, args.curve_every, curve, clock, s.max_completion_length)
+    callback = _curve_callback(tok, tune, args.curve_every, curve, clock, s.max_completion_length)
     rl_train(model, tok, train, s, extra_args=config, callbacks=[callback])
     result = {"seed": args.seed, "algo": args.algo, "sft": sft, "sft_config": sft_config, "rl": rl, "config": config, **sft_info,
               "tune_before": before, "tune_after": curve[-1][2], "n_tune": args.n_tune,
