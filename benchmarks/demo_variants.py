@@ -68,6 +68,8 @@ def main() -> None:
     p.add_argument("--curve-every", type=int, default=25)
     p.add_argument("--n-tune", type=int, default=1000)
     p.add_argument("--sft-only", action="store_true", help="stop after the SFT warm-up (its steps and seconds)")
+    p.add_argument("--shape", nargs="*", default=[], metavar="KEY=VALUE", help="a model shape to try (e.g. "
+                   "num_hidden_layers=2 intermediate_size=256), over the tiny model's; use it with --sft model_size=NAME")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "trl-plus-bench"))
     p.add_argument("--out", default=str(RESULTS / "demo_variants.jsonl"))
@@ -79,6 +81,13 @@ def main() -> None:
     from trl_plus.demo import DemoSettings, greedy_accuracy, rl_train, sft_warmup, tiny_model_path
 
     sft, rl, config, sft_config = _pairs(args.sft), _pairs(args.rl), _pairs(args.config), _pairs(args.sft_config)
+    if args.shape:  # registered for this process only, under the name --sft model_size gives
+        from trl_plus.tiny import SIZES
+
+        if sft.get("model_size", "tiny") in SIZES:
+            sys.exit("--shape needs a new name: --sft model_size=NAME, NAME not one of " + str(sorted(SIZES)))
+
+        SIZES[sft.get("model_size", "tiny")] = {**SIZES["tiny"], **_pairs(args.shape)}
     known = {f.name for f in fields(DemoSettings)}
     for key in [*sft, *rl]:
         if key not in known:

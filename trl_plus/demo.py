@@ -24,6 +24,7 @@ class DemoSettings:
     seed: int = 0
     out_dir: str = "demo-out"
     cache_dir: str | None = None  # where the tiny model is built once and reused
+    model_size: str = "tiny"  # a name in trl_plus.tiny.SIZES
     n_train: int = 4000
     n_dev: int = 100
     n_test: int = 200
@@ -51,7 +52,7 @@ def _log(msg: str) -> None:
 def tiny_model_path(settings: DemoSettings) -> Path:
     from trl_plus.tiny import cached_tiny_model
 
-    return cached_tiny_model(settings.seed, settings.cache_dir, log=_log)
+    return cached_tiny_model(settings.seed, settings.cache_dir, log=_log, size=settings.model_size)
 
 
 @torch.no_grad()

@@ -93,15 +93,17 @@ def save_tiny_model(out_dir: str | Path, seed: int = 0, size: str = "tiny") -> P
     return out
 
 
-def cached_tiny_model(seed: int = 0, cache_dir: str | Path | None = None, log=print) -> Path:
-    """The tiny model of `seed`, built once under `cache_dir` ($TRL_PLUS_CACHE or ~/.cache/trl-plus) and reused."""
+def cached_tiny_model(seed: int = 0, cache_dir: str | Path | None = None, log=print, size: str = "tiny") -> Path:
+    """The model of `size` and `seed`, built once under `cache_dir` ($TRL_PLUS_CACHE or ~/.cache/trl-plus), reused."""
     import os
 
+    if size not in SIZES:
+        raise ValueError(f"Unknown size {size!r}; choose one of {sorted(SIZES)}.")
     cache = Path(cache_dir or os.environ.get("TRL_PLUS_CACHE", Path.home() / ".cache" / "trl-plus"))
-    path = cache / f"tiny-seed{seed}"
+    path = cache / f"{size}-seed{seed}"
     if (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file():
         log(f"reusing the tiny model in {path}")
     else:
-        save_tiny_model(path, seed=seed)
+        save_tiny_model(path, seed=seed, size=size)
         log(f"built the tiny model in {path}")
     return path

@@ -1,9 +1,10 @@
 """The offline tiny model: build, save, reload with HF_HUB_OFFLINE=1, generate."""
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trl_plus.tiny import FORMAT_MARKERS, build_tiny_model, save_tiny_model
+from trl_plus.tiny import FORMAT_MARKERS, build_tiny_model, cached_tiny_model, save_tiny_model
 
 ANSWER = "<reasoning>\n47+38=85\n</reasoning>\n<answer>\n#### 85\n</answer>"
 
@@ -45,3 +46,16 @@ def test_sizes():
     small, _ = build_tiny_model(size="small")
     n = lambda m: sum(p.numel() for p in m.parameters())
     assert 0.5e6 < n(tiny) < 2e6 < n(small) < 10e6
+
+
+def test_cached_model_is_built_once_per_size_and_seed(tmp_path):
+    logs = []
+    tiny = cached_tiny_model(seed=5, cache_dir=tmp_path, log=logs.append)
+    small = cached_tiny_model(seed=5, cache_dir=tmp_path, log=logs.append, size="small")
+    again = cached_tiny_model(seed=5, cache_dir=tmp_path, log=logs.append, size="small")
+    assert (tiny.name, small.name, again) == ("tiny-seed5", "small-seed5", small)
+    assert [m.split()[0] for m in logs] == ["built", "built", "reusing"]
+    n = lambda p: sum(t.numel() for t in AutoModelForCausalLM.from_pretrained(p).parameters())
+    assert n(tiny) < n(small)
+    with pytest.raises(ValueError, match="Unknown size 'huge'; choose one of"):
+        cached_tiny_model(cache_dir=tmp_path, size="huge")
