@@ -73,7 +73,7 @@ def main() -> None:
     from trl_plus.demo import DemoSettings, tiny_model_path
 
     work = Path(tempfile.mkdtemp(prefix="trl-plus-dynsamp-"))
-    model_path = tiny_model_path(DemoSettings(seed=0, cache_dir=str(work / "tiny")))
+    model_path = tiny_model_path(DemoSettings(seed=0, cache_dir=str(work / "tiny"), model_size="tiny"))
     dataset = to_prompt_dataset(generate_problems(2000, seed=0), system_prompt=None, conversational=False)
     load_before = machine()["load_average_1_5_15"]
     rows = []

@@ -109,7 +109,7 @@ def run_one(label: str, seed: int, sft_path: Path, budget: int, eval_every: int,
     from trl_plus.data import to_prompt_dataset
     from trl_plus.demo import DemoSettings, greedy_accuracy
 
-    s = DemoSettings(seed=seed)
+    s = DemoSettings(seed=seed, model_size="tiny")
     train_rows = task_rows(task, s.n_train, seed)
     eval_rows = task_rows(task, n_eval, seed + SPLIT_SEED["test"])
     dev_rows = task_rows(task, n_dev, seed + SPLIT_SEED["dev"])
@@ -185,6 +185,7 @@ def run(args) -> None:
         folder = raw_dir(args.task, args.group) / f"seed{seed}"
         folder.mkdir(parents=True, exist_ok=True)
         settings = DemoSettings(seed=seed, out_dir=str(cache / f"sft-work-{seed}"), cache_dir=str(cache / "tiny"),
+                                model_size="tiny",
                                 max_completion_length=MAX_COMPLETION[args.task])
         sft_path, sft_meta = sft_model(seed, cache, settings, args.task)
         (folder / "sft.json").write_text(json.dumps(sft_meta))

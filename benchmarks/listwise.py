@@ -80,7 +80,7 @@ def run_seed(seed: int, args) -> None:
     folder = RAW / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     settings = DemoSettings(seed=args.sft_seed, out_dir=str(cache / f"sft-work-{args.sft_seed}"),
-                            cache_dir=str(cache / "tiny"))
+                            cache_dir=str(cache / "tiny"), model_size="tiny")
     sft_path, sft_meta = sft_model(args.sft_seed, cache, settings)
     # the SFT seed's problems: sampling prompts come from its training set, held-out ones from its test set
     train_rows = generate_problems(settings.n_train, seed=args.sft_seed)

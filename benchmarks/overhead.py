@@ -82,7 +82,7 @@ def main() -> None:
     from trl_plus.demo import DemoSettings, tiny_model_path
 
     work = Path(tempfile.mkdtemp(prefix="trl-plus-overhead-"))
-    model_path = args.model or tiny_model_path(DemoSettings(seed=args.seed, cache_dir=str(work / "tiny")))
+    model_path = args.model or tiny_model_path(DemoSettings(seed=args.seed, cache_dir=str(work / "tiny"), model_size="tiny"))
     rows = generate_problems(2000, seed=args.seed)
     load_before = machine()["load_average_1_5_15"]
     runners = {lb: StepRunner(build(lb, model_path, rows, args, work)) for lb in labels}

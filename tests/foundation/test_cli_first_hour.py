@@ -220,3 +220,18 @@ def test_an_existing_json_file_works(tmp_path):
 def test_user_error_is_the_one_the_commands_raise():
     with pytest.raises(UserError, match="Unknown algorithm 'ppo2'"):
         _parse("ppo2", [])
+
+
+def test_demo_model_size_reaches_the_settings_and_a_bad_one_names_the_choices(monkeypatch, capsys):
+    from trl_plus import demo
+
+    seen = []
+    monkeypatch.setattr(demo, "run_demo", lambda settings, report_json=None: seen.append(settings))
+    assert main(["demo", "--model_size", "tiny"]) == 0
+    assert main(["demo", "--model-size", "small"]) == 0
+    assert main(["demo"]) == 0
+    assert [s.model_size for s in seen] == ["tiny", "small", demo.DemoSettings().model_size]
+    assert main(["demo", "--model_size", "huge"]) == 2
+    assert error_line(capsys) == ("trl-plus demo: error: --model_size 'huge' is not a model size; choose one of "
+                                  "['small', 'tiny'].")
+    assert len(seen) == 3

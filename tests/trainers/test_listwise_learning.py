@@ -19,6 +19,7 @@ PROMPTS = 800  # x K = 4 samples
 def test_listwise_dpo_on_ranked_samples_raises_held_out_accuracy(tmp_path):
     # the demo's SFT for the 325 steps at which it reaches its 35% dev-accuracy target, without the dev checks
     settings = DemoSettings(seed=0, out_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), sft_max_steps=325,
+                            model_size="tiny",
                             sft_eval_every=10_000)
     train = generate_problems(settings.n_train, seed=0)
     test = generate_problems(settings.n_test, seed=2_000_003)

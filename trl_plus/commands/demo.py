@@ -21,6 +21,8 @@ def add_parser(sub):
     p.add_argument("--report_json", default=None, help="write the JSON report here (default: OUT_DIR/report.json)")
     p.add_argument("--cache_dir", default=None,
                    help="where the tiny model is built once and reused (default: $TRL_PLUS_CACHE or ~/.cache/trl-plus)")
+    p.add_argument("--model_size", default=None, metavar="SIZE",
+                   help="shape of the tiny model, a name in trl_plus.tiny.SIZES (default: the demo's own)")
     p.add_argument("--rl_steps", type=int, default=300, help="RL training steps (default: 300)")
     p.add_argument("--sft_max_steps", type=int, default=1500, help="upper bound on SFT steps (default: 1500)")
     p.add_argument("--sft_target", type=float, default=0.35,
@@ -33,15 +35,19 @@ def add_parser(sub):
 def run(args) -> int:
     from trl_plus.demo import DemoSettings, run_demo
     from trl_plus.errors import UserError
+    from trl_plus.tiny import SIZES
 
     for name in ("rl_steps", "sft_max_steps", "n_test"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be >= 1 (got {getattr(args, name)}).")
     if not 0 < args.sft_target <= 1:
         raise UserError(f"--sft_target must be in (0, 1] (got {args.sft_target}).")
+    if args.model_size is not None and args.model_size not in SIZES:
+        raise UserError(f"--model_size {args.model_size!r} is not a model size; choose one of {sorted(SIZES)}.")
+    sizes = {} if args.model_size is None else {"model_size": args.model_size}
     settings = DemoSettings(
         algo=args.algo, seed=args.seed, out_dir=args.out_dir, cache_dir=args.cache_dir, rl_steps=args.rl_steps,
-        sft_max_steps=args.sft_max_steps, sft_target=args.sft_target, n_test=args.n_test,
+        sft_max_steps=args.sft_max_steps, sft_target=args.sft_target, n_test=args.n_test, **sizes,
     )
     run_demo(settings, report_json=args.report_json)
     return 0

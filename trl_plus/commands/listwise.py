@@ -123,7 +123,7 @@ def run(algo: str, argv: list[str]) -> int:
     if model is None:
         from trl_plus.demo import DemoSettings, tiny_model_path
 
-        model = str(tiny_model_path(DemoSettings(seed=config.seed)))
+        model = str(tiny_model_path(DemoSettings(seed=config.seed, model_size="tiny")))
     elif model.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(model)):
         raise UserError(f"model directory {model} does not exist: pass a saved model directory or a hub id.")
     if algo == "pl_reward" and model_args.lora_task_type == "CAUSAL_LM":
