@@ -145,10 +145,9 @@ def check(args: PlusGRPOConfig) -> None:
               "returns-to-go: set gamma=1, or use reinforce_pp / reinforce_pp_baseline / gae (PPO).")
     if args.reward_clip is not None and not args.reward_clip > 0:
         _fail(f"reward_clip must be > 0 or None (got {args.reward_clip}).")
-    if args.beta != 0.0 and args.kl_in_loss_estimator != "k3":
-        if args.loss_type not in SUPPORTED_LOSS_TYPES:
-            _fail(f"kl_in_loss_estimator={args.kl_in_loss_estimator!r} does not support loss_type={args.loss_type!r}:"
-                  f" use one of {SUPPORTED_LOSS_TYPES}, or kl_in_loss_estimator='k3'.")
+    if args.beta != 0.0 and args.kl_in_loss_estimator != "k3" and args.loss_type not in SUPPORTED_LOSS_TYPES:
+        _fail(f"kl_in_loss_estimator={args.kl_in_loss_estimator!r} does not support loss_type={args.loss_type!r}:"
+              f" use one of {SUPPORTED_LOSS_TYPES}, or kl_in_loss_estimator='k3'.")
     if spec.name == "grpo" and (args.kl_in_reward_coef > 0 or args.reward_clip is not None) and (
             args.scale_rewards == "batch" or args.multi_objective_aggregation == "normalize_then_sum"):
         _fail("advantage_estimator='grpo' with kl_in_reward_coef or reward_clip recomputes the group advantages: set "

@@ -14,6 +14,7 @@ come from TRL's own `compute_ref_log_probs`, so the reference model, PEFT (adapt
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from trl import DPOConfig, DPOTrainer
@@ -60,7 +61,7 @@ class ListwiseDPOTrainer(ListwiseDataMixin, DPOTrainer):
         ...                    train_dataset=data).train()
     """
 
-    _tag_names = ["trl", "dpo", "trl-plus", "listwise-dpo"]
+    _tag_names: ClassVar[list[str]] = ["trl", "dpo", "trl-plus", "listwise-dpo"]
     listwise_columns = ("prompt_ids", "completion_ids", "levels")
     _name = "Listwise DPO"
 

@@ -12,6 +12,7 @@ signature columns, shared in `ListwiseDataMixin`) and `compute_loss`; model load
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from trl import RewardConfig, RewardTrainer
 
@@ -42,7 +43,7 @@ class PlackettLuceRewardTrainer(ListwiseDataMixin, RewardTrainer):
         ...                           train_dataset=data).train()
     """
 
-    _tag_names = ["trl", "reward-trainer", "trl-plus", "plackett-luce"]
+    _tag_names: ClassVar[list[str]] = ["trl", "reward-trainer", "trl-plus", "plackett-luce"]
     _name = "Plackett-Luce Reward"
 
     def __init__(self, model, args: PlackettLuceRewardConfig | None = None, data_collator=None, *a, **kw):
