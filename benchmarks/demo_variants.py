@@ -81,21 +81,22 @@ def main() -> None:
     from trl_plus.demo import DemoSettings, greedy_accuracy, rl_train, sft_warmup, tiny_model_path
 
     sft, rl, config, sft_config = _pairs(args.sft), _pairs(args.rl), _pairs(args.config), _pairs(args.sft_config)
-    if args.shape:  # registered for this process only, under the name --sft model_size gives
+    shape = _pairs(args.shape)  # part of the cache keys, so a name reused for another shape cannot hit a stale model
+    if shape:  # registered for this process only, under the name --sft model_size gives
         from trl_plus.tiny import SIZES
 
         if sft.get("model_size", "tiny") in SIZES:
             sys.exit("--shape needs a new name: --sft model_size=NAME, NAME not one of " + str(sorted(SIZES)))
-
-        SIZES[sft.get("model_size", "tiny")] = {**SIZES["tiny"], **_pairs(args.shape)}
+        SIZES[sft.get("model_size", "tiny")] = {**SIZES["tiny"], **shape}
     known = {f.name for f in fields(DemoSettings)}
     for key in [*sft, *rl]:
         if key not in known:
             sys.exit(f"unknown DemoSettings field {key!r}; known: {sorted(known)}")
-    sft_tag = ",".join(f"{k}={v}" for k, v in sorted({**sft, **sft_config}.items())) or "default"
+    shape_tag = ",".join(f"{k}={v}" for k, v in sorted(shape.items()))
+    sft_tag = ",".join(f"{k}={v}" for k, v in sorted({**sft, **sft_config, **shape}.items())) or "default"
     s = DemoSettings(algo=args.algo, seed=args.seed, **sft, **rl,
                      out_dir=str(Path(args.cache) / f"demo-variant-{args.seed}-{time.time_ns()}"),
-                     cache_dir=str(Path(args.cache) / "tiny"))
+                     cache_dir=str(Path(args.cache) / "tiny" / shape_tag))
     set_seed(args.seed)
     train = generate_problems(s.n_train, seed=args.seed)
     dev = generate_problems(s.n_dev, seed=args.seed + 1_000_003)
@@ -111,7 +112,7 @@ def main() -> None:
         info_path.write_text(json.dumps(sft_info))
     sft_info = json.loads(info_path.read_text())
     if args.sft_only:
-        result = {"seed": args.seed, "sft": sft, "sft_config": sft_config, "sft_only": True, **sft_info}
+        result = {"seed": args.seed, "sft": sft, "sft_config": sft_config, "shape": shape, "sft_only": True, **sft_info}
         print(json.dumps(result), flush=True)
         with open(args.out, "a") as f:
             f.write(json.dumps(result) + "\n")
@@ -124,7 +125,8 @@ def main() -> None:
     clock = {"start": time.perf_counter(), "eval": 0.0}
     callback = _curve_callback(tok, tune, args.curve_every, curve, clock, s.max_completion_length)
     rl_train(model, tok, train, s, extra_args=config, callbacks=[callback])
-    result = {"seed": args.seed, "algo": args.algo, "sft": sft, "sft_config": sft_config, "rl": rl, "config": config, **sft_info,
+    result = {"seed": args.seed, "algo": args.algo, "sft": sft, "sft_config": sft_config, "shape": shape, "rl": rl,
+              "config": config, **sft_info,
               "tune_before": before, "tune_after": curve[-1][2], "n_tune": args.n_tune,
               "rl_seconds": curve[-1][1], "curve": curve, "threads": args.threads,
               "load_average": machine()["load_average_1_5_15"]}
