@@ -312,7 +312,7 @@ def write(task: str, command: str | None) -> str:
         text += ["## The full budget: 19,200 completions (the demo's 300 GRPO steps)", "",
                  full_budget(task, summary["grpo"]["setting"]), "",
                  ("Each algorithm at the setting its sweep chose, plus other settings where they were run (rows of their "
-                  "own), on the seeds the machine allowed; raw runs in `learning_raw/full/`. With 2 seeds the "
+                  "own), on the seeds the machine allowed; raw runs in `learning_raw/full/`. With 2-4 seeds the "
                   "intervals are too wide to conclude anything from; the per-seed differences are the result."), ""]
     text += [f"Command: `{command}`"]
     out.with_suffix(".md").write_text("\n".join(text) + "\n")
