@@ -29,7 +29,7 @@ def build_context(trainer, out: dict[str, Any]) -> EstimatorContext:
         kl_coef=setting(trainer.args, "kl_in_reward_coef"),
     )
     if ctx.kl_coef > 0 or trainer.estimator.needs_reference_logps:
-        ctx.logps, ctx.ref_logps = trainer.rollout_logps(out)
+        ctx.logps, ctx.ref_logps = rollout_logps(trainer, out)
     if ctx.kl_coef > 0:
         ctx.kl = kl_penalty(ctx.logps, ctx.ref_logps, setting(trainer.args, "kl_in_reward_estimator"))
         valid = ctx.scored_mask()
@@ -47,3 +47,18 @@ def build_context(trainer, out: dict[str, Any]) -> EstimatorContext:
         ctx.group_ids = trainer.group_ids(len(rows))  # the gathered step rows (N of them)
     return ctx
 
+
+def rollout_logps(trainer, out: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs of the sampled tokens under the rollout policy and the reference, (B, T).
+
+    TRL skips the rollout policy's pass when training is on-policy (the loss then reuses its own forward), so it is
+    computed here with TRL's helper when missing.
+    """
+    old = out.get("old_per_token_logps")
+    if old is None:
+        ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+        mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+        with torch.no_grad():
+            old, _, _ = trainer._get_per_token_logps_and_entropies(
+                trainer.model, ids, mask, out["completion_ids"].size(1), batch_size=trainer.forward_batch_size)
+    return old, out.get("ref_per_token_logps")

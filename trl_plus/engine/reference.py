@@ -9,16 +9,26 @@ and REINFORCE++ to ever shorter completions until accuracy reached 0.
 
 `match_reference_to_policy` copies the policy's weights into the reference when they differ. Under PEFT there is
 no separate reference (the adapter-disabled base is the reference, already the in-memory model).
+
+TRL builds and runs the reference only when `beta > 0`; a KL term in the reward needs it with `beta = 0`, so
+`lent_beta` lends TRL a non-zero `beta` for exactly those calls (`needs_reference_logps` says when).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 
 import torch
 
+from trl_plus.engine.config import setting
+from trl_plus.engine.estimators import get_estimator
+
 logger = logging.getLogger(__name__)
+
+# Any non-zero value makes TRL build and run the reference model; the loss never sees it.
+_REFERENCE_ONLY_BETA = 1.0
 
 
 def _differs(policy_state: dict, ref_state: dict) -> bool:
@@ -55,3 +65,24 @@ def match_reference_to_policy(trainer, model_arg) -> bool:
     logger.info("The policy passed differs from its checkpoint on disk (%s): the reference model now starts from the "
                 "policy as passed.", policy.config._name_or_path)
     return True
+
+
+def needs_reference_logps(args) -> bool:
+    """Whether rollouts need reference log-probs although the loss may have no KL term (KL in the reward, or an
+    estimator that asks for them)."""
+    spec = get_estimator(setting(args, "advantage_estimator"))
+    return setting(args, "kl_in_reward_coef") > 0.0 or spec.needs_reference_logps
+
+
+@contextlib.contextmanager
+def lent_beta(holder, needed: bool):
+    """Lend `holder.beta` (the config while TRL builds the reference model, the trainer while it computes the
+    reference log-probs) a non-zero value when the reference is needed but `beta` is 0; restore 0 after."""
+    borrow = needed and holder.beta == 0.0
+    if borrow:
+        holder.beta = _REFERENCE_ONLY_BETA
+    try:
+        yield
+    finally:
+        if borrow:
+            holder.beta = 0.0

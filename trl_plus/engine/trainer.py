@@ -23,7 +23,6 @@ method. trl-plus never copies it. Instead, read top to bottom:
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from typing import Any, ClassVar
 
@@ -43,12 +42,9 @@ from trl_plus.engine.kl_loss import loss_with_kl
 from trl_plus.engine.machine import check_world_size
 from trl_plus.engine.overlong import with_overlong_reward
 from trl_plus.engine.process_rewards import attach_process_rewards, local_step_rows, set_reward_columns
-from trl_plus.engine.reference import match_reference_to_policy
+from trl_plus.engine.reference import lent_beta, match_reference_to_policy, needs_reference_logps
 from trl_plus.engine.scored import Scored
 from trl_plus.engine.training_checks import check_config, check_trainer, checked_reward, warn_if_past_context
-
-# Any non-zero value makes TRL build and run the reference model; the loss never sees it.
-_REFERENCE_ONLY_BETA = 1.0
 
 __all__ = ["STATE_FILE", "PlusGRPOTrainer", "Scored"]
 
@@ -82,7 +78,7 @@ class PlusGRPOTrainer(ExtraCheckpointState, DynamicSampling, GreedyBaseline, GRP
         if self.process_adapters:
             args.reward_weights = None
         try:
-            with _lent_beta(args, self._needs_reference_logps(args)):
+            with lent_beta(args, needs_reference_logps(args)):
                 super().__init__(**call)
         finally:
             args.reward_weights = saved_weights
@@ -104,13 +100,6 @@ class PlusGRPOTrainer(ExtraCheckpointState, DynamicSampling, GreedyBaseline, GRP
             raise TypeError(f"{cls.__name__} needs a {cls.config_class.__name__} (got {type(args).__name__}), so that "
                             f"its settings are checked: build it with trl_plus.{cls.config_class.__name__}(...).")
         return args
-
-    @staticmethod
-    def _needs_reference_logps(args) -> bool:
-        """Whether rollouts need reference log-probs although the loss may have no KL term (KL in the reward, or an
-        estimator that asks for them)."""
-        spec = get_estimator(setting(args, "advantage_estimator"))
-        return setting(args, "kl_in_reward_coef") > 0.0 or spec.needs_reference_logps
 
     # ----- generation and scoring -------------------------------------------------------------------------------------
 
@@ -147,7 +136,7 @@ class PlusGRPOTrainer(ExtraCheckpointState, DynamicSampling, GreedyBaseline, GRP
         return out
 
     def _reference_logps_scope(self):
-        return _lent_beta(self, self._needs_reference_logps(self.args))
+        return lent_beta(self, needs_reference_logps(self.args))
 
     # ----- advantages -------------------------------------------------------------------------------------------------
 
@@ -217,21 +206,6 @@ class PlusGRPOTrainer(ExtraCheckpointState, DynamicSampling, GreedyBaseline, GRP
             return t
         return self.accelerator.reduce(t, reduction="sum")
 
-    def rollout_logps(self, out: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-token log-probs of the sampled tokens under the rollout policy and the reference, (B, T).
-
-        TRL skips the rollout policy's pass when training is on-policy (the loss then reuses its own forward), so it
-        is computed here with TRL's helper when missing.
-        """
-        old = out.get("old_per_token_logps")
-        if old is None:
-            ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
-            mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
-            with torch.no_grad():
-                old, _, _ = self._get_per_token_logps_and_entropies(
-                    self.model, ids, mask, out["completion_ids"].size(1), batch_size=self.forward_batch_size)
-        return old, out.get("ref_per_token_logps")
-
     @property
     def forward_batch_size(self) -> int:
         """Rows per forward pass over a generation batch (the per-device batch size of the mode)."""
@@ -255,17 +229,3 @@ class PlusGRPOTrainer(ExtraCheckpointState, DynamicSampling, GreedyBaseline, GRP
     def load_checkpoint_state(self, state: dict) -> None:
         """Restore what `checkpoint_state` returned."""
         self.load_dynamic_sampling_state(state)
-
-
-@contextlib.contextmanager
-def _lent_beta(holder, needed: bool):
-    """Lend `holder.beta` (the config while TRL builds the reference model, the trainer while it computes the
-    reference log-probs) a non-zero value when the reference is needed but `beta` is 0; restore 0 after."""
-    borrow = needed and holder.beta == 0.0
-    if borrow:
-        holder.beta = _REFERENCE_ONLY_BETA
-    try:
-        yield
-    finally:
-        if borrow:
-            holder.beta = 0.0
