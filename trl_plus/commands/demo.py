@@ -44,10 +44,10 @@ def run(args) -> int:
         raise UserError(f"--sft_target must be in (0, 1] (got {args.sft_target}).")
     if args.model_size is not None and args.model_size not in SIZES:
         raise UserError(f"--model_size {args.model_size!r} is not a model size; choose one of {sorted(SIZES)}.")
-    sizes = {} if args.model_size is None else {"model_size": args.model_size}
     settings = DemoSettings(
         algo=args.algo, seed=args.seed, out_dir=args.out_dir, cache_dir=args.cache_dir, rl_steps=args.rl_steps,
-        sft_max_steps=args.sft_max_steps, sft_target=args.sft_target, n_test=args.n_test, **sizes,
+        sft_max_steps=args.sft_max_steps, sft_target=args.sft_target, n_test=args.n_test,
+        model_size=args.model_size or DemoSettings.model_size,
     )
     run_demo(settings, report_json=args.report_json)
     return 0
