@@ -58,6 +58,8 @@ def _curve_callback(tok, rows, every: int, curve: list, clock: dict, max_len: in
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sft-seed", type=int, default=None, help="the SFT warm-up's seed (default: --seed); RL, its "
+                   "training problems and the tuning split use --seed, as the demo does from its shipped warm start")
     p.add_argument("--algo", default="grpo")
     p.add_argument("--sft", nargs="*", default=[], metavar="KEY=VALUE", help="DemoSettings SFT fields")
     p.add_argument("--rl", nargs="*", default=[], metavar="KEY=VALUE", help="DemoSettings RL fields")
@@ -94,38 +96,41 @@ def main() -> None:
             sys.exit(f"unknown DemoSettings field {key!r}; known: {sorted(known)}")
     shape_tag = ",".join(f"{k}={v}" for k, v in sorted(shape.items()))
     sft_tag = ",".join(f"{k}={v}" for k, v in sorted({**sft, **sft_config, **shape}.items())) or "default"
-    s = DemoSettings(algo=args.algo, seed=args.seed, **sft, **rl,
+    sft_seed = args.seed if args.sft_seed is None else args.sft_seed
+    s = DemoSettings(algo=args.algo, seed=sft_seed, warm_start="sft", **sft, **rl,
                      out_dir=str(Path(args.cache) / f"demo-variant-{args.seed}-{time.time_ns()}"),
                      cache_dir=str(Path(args.cache) / "tiny" / shape_tag))
-    set_seed(args.seed)
     train = generate_problems(s.n_train, seed=args.seed)
-    dev = generate_problems(s.n_dev, seed=args.seed + 1_000_003)
     tune = generate_problems(args.n_tune, seed=args.seed + TUNE_SEED_OFFSET)
-    sft_dir = Path(args.cache) / f"demo-sft-seed{args.seed}-{sft_tag}"
+    sft_dir = Path(args.cache) / f"demo-sft-seed{sft_seed}-{sft_tag}"
     info_path = sft_dir / "sft_info.json"
     if not info_path.is_file():
+        set_seed(sft_seed)
+        sft_train = generate_problems(s.n_train, seed=sft_seed)
+        dev = generate_problems(s.n_dev, seed=sft_seed + 1_000_003)
         t = time.perf_counter()
-        model, tok, steps = sft_warmup(tiny_model_path(s), train, dev, s, extra_args=sft_config)
+        model, tok, steps = sft_warmup(tiny_model_path(s), sft_train, dev, s, extra_args=sft_config)
         sft_info = {"sft_steps": steps, "sft_seconds": round(time.perf_counter() - t, 1), "threads": args.threads}
         model.save_pretrained(sft_dir)
         tok.save_pretrained(sft_dir)
         info_path.write_text(json.dumps(sft_info))
     sft_info = json.loads(info_path.read_text())
     if args.sft_only:
-        result = {"seed": args.seed, "sft": sft, "sft_config": sft_config, "shape": shape, "sft_only": True, **sft_info}
+        result = {"seed": sft_seed, "sft": sft, "sft_config": sft_config, "shape": shape, "sft_only": True, **sft_info}
         print(json.dumps(result), flush=True)
         with open(args.out, "a") as f:
             f.write(json.dumps(result) + "\n")
         return
     model = AutoModelForCausalLM.from_pretrained(sft_dir)
     tok = AutoTokenizer.from_pretrained(sft_dir)
+    s.seed = args.seed  # RL runs on its own seed
     set_seed(args.seed)
     before = greedy_accuracy(model, tok, tune, s.max_completion_length)
     curve: list = [[0, 0.0, before]]
     clock = {"start": time.perf_counter(), "eval": 0.0}
     callback = _curve_callback(tok, tune, args.curve_every, curve, clock, s.max_completion_length)
     rl_train(model, tok, train, s, extra_args=config, callbacks=[callback])
-    result = {"seed": args.seed, "algo": args.algo, "sft": sft, "sft_config": sft_config, "shape": shape, "rl": rl,
+    result = {"seed": args.seed, "sft_seed": sft_seed, "algo": args.algo, "sft": sft, "sft_config": sft_config, "shape": shape, "rl": rl,
               "config": config, **sft_info,
               "tune_before": before, "tune_after": curve[-1][2], "n_tune": args.n_tune,
               "rl_seconds": curve[-1][1], "curve": curve, "threads": args.threads,
