@@ -8,9 +8,9 @@ baseline completions count too. Held-out greedy accuracy on 200 test problems is
 completions (evaluation time is excluded from the reported seconds).
 
 Full setting (issue 7): `python benchmarks/learning.py --seeds 0 1 2 --budget 19200`
-(19200 completions = the demo's 300 GRPO steps). Seeds can run as separate processes, and algorithms too
-(`--algos`), each run writing `results/learning_raw/seed{S}/{algo}.json`; `--report` then aggregates whatever raw
-files exist into `results/learning.{json,md,png}`.
+(19200 completions = 300 GRPO steps of 64, the demo's length until it shipped its warm start). Seeds can run as
+separate processes, and algorithms too (`--algos`), each run writing `results/learning_raw/seed{S}/{algo}.json`;
+`--report` then aggregates whatever raw files exist into `results/learning.{json,md,png}`.
 
 Evidence runs (issue 17): `--task chain` (the multi-step task, `trl_plus.data.generate_chain_problems`, raw files
 under `learning_raw/chain/`), `--n-test 1000` held-out problems, `--lr` and `--set KEY=VALUE` (an algorithm's own
@@ -223,8 +223,8 @@ def parse_knob(text: str) -> tuple[str, object]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--budget", type=int, default=19200, help="generated completions per run (default: the demo's "
-                   "300 GRPO steps x 64 = 19200)")
+    p.add_argument("--budget", type=int, default=19200, help="generated completions per run (default: 300 "
+                   "GRPO steps x 64 = 19200, the demo's former length)")
     p.add_argument("--eval-every", type=int, default=3200, help="completions between held-out evaluations")
     p.add_argument("--algos", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "trl-plus-bench"),

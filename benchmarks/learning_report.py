@@ -309,7 +309,7 @@ def write(task: str, command: str | None) -> str:
                  ("KL: REINFORCE++'s k1 KL in the reward (`reinforce_pp/kl_reward`), TRL's `kl` where beta > 0; "
                   "GRPO here runs without a KL term (beta 0), so it has none to report."), ""]
     if raw_dir(task, "full").is_dir() and load_runs(raw_dir(task, "full"))[0]:
-        text += ["## The full budget: 19,200 completions (the demo's 300 GRPO steps)", "",
+        text += ["## The full budget: 19,200 completions (300 GRPO steps of 64, the former demo length)", "",
                  full_budget(task, summary["grpo"]["setting"]), "",
                  ("Each algorithm at the setting its sweep chose, plus other settings where they were run (rows of their "
                   "own), on the seeds the machine allowed; raw runs in `learning_raw/full/`. With 2-4 seeds the "

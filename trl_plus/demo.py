@@ -1,11 +1,12 @@
-"""The offline demo: tiny model -> SFT warm-up -> RL with rule-based rewards -> held-out accuracy.
+"""The offline demo: SFT-warmed tiny model -> RL with rule-based rewards -> held-out accuracy.
 
 Everything runs on CPU without the Hub. The task is two-digit addition written in the GSM8K
 answer format (`<reasoning>`/`<answer>` with `#### N`), the setting measured to learn in minutes
-on 2 cores. SFT stops as soon as greedy accuracy on a dev set reaches `sft_target`, so RL starts
-from a model that knows the format but is often wrong: the gain after RL comes from the reward.
+on 2 cores. The SFT warm-up stops as soon as greedy accuracy on a dev set reaches `sft_target`, so RL
+starts from a model that knows the format but is often wrong: the gain after RL comes from the reward.
 (With perfect demonstrations, more SFT would also raise accuracy; the demo shows learning from
-reward alone, not that RL beats SFT.)
+reward alone, not that RL beats SFT.) By default RL starts from the warm-up's result shipped with the
+package (`trl_plus.warm_start`); `warm_start="sft"` builds the tiny model and runs the warm-up here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
+WARM_STARTS = ("shipped", "sft")
 
 
 @dataclass
@@ -23,6 +24,9 @@ class DemoSettings:
     algo: str = "grpo"
     seed: int = 0
     out_dir: str = "demo-out"
+    # "shipped": RL starts from the SFT-warmed tiny model in the package (trl_plus.warm_start);
+    # "sft": build the tiny model (model_size) and run the SFT warm-up (the sft_* fields) first.
+    warm_start: str = "shipped"
     cache_dir: str | None = None  # where the tiny model is built once and reused
     model_size: str = "tiny"  # a name in trl_plus.tiny.SIZES
     n_train: int = 4000
@@ -33,11 +37,18 @@ class DemoSettings:
     sft_max_steps: int = 1500
     sft_eval_every: int = 25
     sft_target: float = 0.35
-    rl_steps: int = 300
+    rl_steps: int = 150
     rl_prompts_per_step: int = 8
     num_generations: int = 8
     rl_lr: float = 1e-4
     max_completion_length: int = 28
+
+    def __post_init__(self):
+        if self.warm_start not in WARM_STARTS:
+            raise ValueError(f"warm_start={self.warm_start!r}: choose one of {list(WARM_STARTS)}.")
+        if self.warm_start == "shipped" and self.model_size != "tiny":
+            raise ValueError(f"model_size={self.model_size!r} needs warm_start='sft': the shipped warm start is the "
+                             "tiny model.")
 
 
 # Correctness 2.0 * 0.5 = 1.0 for the right number, format 0.8 * 0.125 = 0.1 for the four tags: a
@@ -55,9 +66,10 @@ def tiny_model_path(settings: DemoSettings) -> Path:
     return cached_tiny_model(settings.seed, settings.cache_dir, log=_log, size=settings.model_size)
 
 
-@torch.no_grad()
 def greedy_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int = 28, batch_size: int = 100) -> float:
     """Share of `rows` whose greedy completion has the right number after `####`."""
+    import torch
+
     from reward_fns import gsm8k_correctness
 
     was_training = model.training
@@ -65,16 +77,17 @@ def greedy_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int = 28
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     correct = 0
     try:
-        for i in range(0, len(rows), batch_size):
-            chunk = rows[i : i + batch_size]
-            enc = tokenizer([f"{r['question']}\n" for r in chunk], return_tensors="pt", padding=True)
-            enc = {k: v.to(model.device) for k, v in enc.items()}
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
-            texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            scores = gsm8k_correctness(prompts=[None] * len(chunk), completions=texts,
-                                       answer=[r["answer"] for r in chunk])
-            correct += sum(1 for s in scores if s is not None and s > 0)
+        with torch.no_grad():
+            for i in range(0, len(rows), batch_size):
+                chunk = rows[i : i + batch_size]
+                enc = tokenizer([f"{r['question']}\n" for r in chunk], return_tensors="pt", padding=True)
+                enc = {k: v.to(model.device) for k, v in enc.items()}
+                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                     pad_token_id=tokenizer.pad_token_id)
+                texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                scores = gsm8k_correctness(prompts=[None] * len(chunk), completions=texts,
+                                           answer=[r["answer"] for r in chunk])
+                correct += sum(1 for s in scores if s is not None and s > 0)
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
@@ -98,8 +111,10 @@ def _stop_at_target(dev_rows, settings: DemoSettings, history: list):
     return StopAtTarget()
 
 
-def sft_warmup(model_path: Path, train_rows, dev_rows, settings: DemoSettings, callbacks=(), extra_args=None):
-    """SFT until greedy dev accuracy reaches `settings.sft_target`; `extra_args` overrides config fields."""
+def sft_warmup(model_path: Path, train_rows, dev_rows, settings: DemoSettings, callbacks=(), extra_args=None,
+               history: list | None = None):
+    """SFT until greedy dev accuracy reaches `settings.sft_target`; `extra_args` overrides config fields, and
+    `history`, when given, receives the (step, dev accuracy) checks."""
     from trl import SFTConfig, SFTTrainer
 
     from trl_plus.data import to_sft_dataset
@@ -111,7 +126,7 @@ def sft_warmup(model_path: Path, train_rows, dev_rows, settings: DemoSettings, c
         save_strategy="no", report_to=[], max_length=128, gradient_checkpointing=False,  # a 1M model: no memory to save
         **(extra_args or {}),
     )
-    history: list = []
+    history = [] if history is None else history
     trainer = SFTTrainer(
         model=str(model_path), args=args, train_dataset=to_sft_dataset(train_rows, None, conversational=False),
         callbacks=[_stop_at_target(dev_rows, settings, history), *callbacks],
@@ -183,11 +198,19 @@ def run_demo(settings: DemoSettings, report_json: str | None = None) -> dict:
     dev_rows = generate_problems(settings.n_dev, seed=settings.seed + 1_000_003)
     test_rows = generate_problems(settings.n_test, seed=settings.seed + 2_000_003)
 
-    _log("1/4 tiny model")
-    model_path = tiny_model_path(settings)
-    _log("2/4 SFT warm-up on generated problems")
     t = time.perf_counter()
-    model, tokenizer, sft_steps = sft_warmup(model_path, train_rows, dev_rows, settings)
+    if settings.warm_start == "shipped":
+        from trl_plus.warm_start import load_warm_start, warm_start_info
+
+        _log("1/4 the shipped SFT-warmed tiny model (warm_start='sft' runs the warm-up here)")
+        model, tokenizer = load_warm_start()
+        sft_steps = warm_start_info()["sft_steps"]
+        _log(f"2/4 SFT warm-up: shipped ({sft_steps} steps, made by `python -m trl_plus.warm_start DIR`)")
+    else:
+        _log("1/4 tiny model")
+        model_path = tiny_model_path(settings)
+        _log("2/4 SFT warm-up on generated problems")
+        model, tokenizer, sft_steps = sft_warmup(model_path, train_rows, dev_rows, settings)
     sft_seconds = time.perf_counter() - t
     before = greedy_accuracy(model, tokenizer, test_rows, settings.max_completion_length)
     _log(f"accuracy after SFT, before RL: {before:.1%} on {len(test_rows)} held-out problems")
@@ -208,8 +231,9 @@ def run_demo(settings: DemoSettings, report_json: str | None = None) -> dict:
         "accuracy_after": after,
         "seconds": round(time.perf_counter() - start, 1),
         "steps": trainer.state.global_step,
+        "warm_start": settings.warm_start,
         "sft_steps": sft_steps,
-        "sft_seconds": round(sft_seconds, 1),
+        "sft_seconds": round(sft_seconds, 1),  # loading time for the shipped warm start
         "rl_seconds": round(rl_seconds, 1),
         "reward_curve_png": str(plot_path),
         "settings": asdict(settings),

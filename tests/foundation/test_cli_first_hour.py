@@ -222,16 +222,21 @@ def test_user_error_is_the_one_the_commands_raise():
         _parse("ppo2", [])
 
 
-def test_demo_model_size_reaches_the_settings_and_a_bad_one_names_the_choices(monkeypatch, capsys):
+def test_demo_warm_start_and_sft_options_reach_the_settings_and_bad_ones_name_the_fix(monkeypatch, capsys):
     from trl_plus import demo
 
     seen = []
     monkeypatch.setattr(demo, "run_demo", lambda settings, report_json=None: seen.append(settings))
-    assert main(["demo", "--model_size", "tiny"]) == 0
-    assert main(["demo", "--model-size", "small"]) == 0
     assert main(["demo"]) == 0
-    assert [s.model_size for s in seen] == ["tiny", "small", demo.DemoSettings().model_size]
-    assert main(["demo", "--model_size", "huge"]) == 2
+    assert main(["demo", "--warm_start", "sft", "--model_size", "tiny"]) == 0
+    assert main(["demo", "--warm-start", "sft", "--model-size", "small", "--sft_target", "0.3"]) == 0
+    assert [(s.warm_start, s.model_size, s.sft_target) for s in seen] == [
+        ("shipped", "tiny", 0.35), ("sft", "tiny", 0.35), ("sft", "small", 0.3)]
+    assert main(["demo", "--warm_start", "sft", "--model_size", "huge"]) == 2
     assert error_line(capsys) == ("trl-plus demo: error: --model_size 'huge' is not a model size; choose one of "
                                   "['small', 'tiny'].")
+    assert main(["demo", "--model_size", "small", "--sft_max_steps", "5"]) == 2
+    assert error_line(capsys) == ("trl-plus demo: error: --model_size, --sft_max_steps only apply to the SFT warm-up: "
+                                  "add --warm_start sft to run it here (the default starts from the shipped warm "
+                                  "start).")
     assert len(seen) == 3

@@ -81,7 +81,7 @@ def test_quick_start_runs_the_demo(tmp_path):
     report = tmp_path / "report.json"
     # The demo's own budget, reduced to seconds; everything else as the README runs it (python -m = trl-plus).
     cmd = [sys.executable, "-m", "trl_plus.cli", *shlex.split(steps[-1])[1:], "--out_dir", str(tmp_path / "demo"),
-           "--cache_dir", str(tmp_path / "cache"), "--rl_steps", "2", "--sft_max_steps", "10", "--n_test", "8",
+           "--cache_dir", str(tmp_path / "cache"), "--rl_steps", "2", "--n_test", "8",
            "--report_json", str(report)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
