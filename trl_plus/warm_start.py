@@ -1,6 +1,6 @@
 """The demo's warm start: the tiny model after the SFT warm-up, shipped with the package.
 
-The SFT warm-up takes 2-3 minutes on 2 cores and its length swings by hundreds of steps from seed to seed (it is a
+The SFT warm-up takes 80-140 s on 2 cores and its length swings by hundreds of steps from seed to seed (it is a
 phase transition: dev accuracy jumps from under 25% to over 34% between two checks), so the demo starts RL from this
 checkpoint by default and the demo's minutes go to RL, the part it demonstrates. `trl-plus demo --warm_start sft`
 runs the warm-up from scratch instead, and
