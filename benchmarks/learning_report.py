@@ -312,8 +312,9 @@ def write(task: str, command: str | None) -> str:
         text += ["## The full budget: 19,200 completions (300 GRPO steps of 64, the former demo length)", "",
                  full_budget(task, summary["grpo"]["setting"]), "",
                  ("Each algorithm at the setting its sweep chose, plus other settings where they were run (rows of their "
-                  "own), on the seeds the machine allowed; raw runs in `learning_raw/full/`. With 2-4 seeds the "
-                  "intervals are too wide to conclude anything from; the per-seed differences are the result."), ""]
+                  "own), on the seeds the machine allowed; raw runs in `learning_raw/full/`. The intervals are 95% "
+                  "t-intervals over the paired seeds: with 2-3 seeds they are too wide to conclude anything from, and "
+                  "the per-seed differences are the result."), ""]
     text += [f"Command: `{command}`"]
     out.with_suffix(".md").write_text("\n".join(text) + "\n")
     return "\n".join(text)
