@@ -87,7 +87,8 @@ def main() -> None:
     m = result["machine"]
     rows = [[r["seed"], f"{r['wall_seconds']:.0f} s", f"{r['accuracy_before']:.1%}", f"{r['accuracy_after']:.1%}",
              f"{r['gain_points']:+.1f}",
-             f"shipped ({r['sft_steps']} steps)" if r["warm_start"] == "shipped" else f"{r['sft_steps']} / {r['sft_seconds']} s",
+             f"shipped ({r['sft_steps']} steps)" if r["warm_start"] == "shipped"
+             else f"{r['sft_steps']} / {r['sft_seconds']} s",
              f"{r['rl_steps']} / {r['rl_seconds']} s", f"{r['load_average_before'][0]} → {r['load_average_after'][0]}"]
             for r in runs]
     rows.append(["**median**", f"**{summary['median_wall_seconds']:.0f} s**", "",

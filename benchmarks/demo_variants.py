@@ -130,7 +130,8 @@ def main() -> None:
     clock = {"start": time.perf_counter(), "eval": 0.0}
     callback = _curve_callback(tok, tune, args.curve_every, curve, clock, s.max_completion_length)
     rl_train(model, tok, train, s, extra_args=config, callbacks=[callback])
-    result = {"seed": args.seed, "sft_seed": sft_seed, "algo": args.algo, "sft": sft, "sft_config": sft_config, "shape": shape, "rl": rl,
+    result = {"seed": args.seed, "sft_seed": sft_seed, "algo": args.algo, "sft": sft, "sft_config": sft_config,
+              "shape": shape, "rl": rl,
               "config": config, **sft_info,
               "tune_before": before, "tune_after": curve[-1][2], "n_tune": args.n_tune,
               "rl_seconds": curve[-1][1], "curve": curve, "threads": args.threads,

@@ -80,8 +80,8 @@ def make_warm_start(out_dir: str | Path, cache_dir: str | None = None, **overrid
     test_accuracy = greedy_accuracy(model, tokenizer, test, settings.max_completion_length)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    keep = ("seed", "model_size", "n_train", "n_dev", "n_test", "sft_lr", "sft_batch", "sft_max_steps", "sft_eval_every",
-            "sft_target", "max_completion_length")
+    keep = ("seed", "model_size", "n_train", "n_dev", "n_test", "sft_lr", "sft_batch", "sft_max_steps",
+            "sft_eval_every", "sft_target", "max_completion_length")
     info = {
         "settings": {k: v for k, v in asdict(settings).items() if k in keep},
         "sft_steps": steps,

@@ -23,8 +23,8 @@ def add_parser(sub):
     p.add_argument("--out_dir", default="demo-out", help="where the report and PNG go (default: demo-out)")
     p.add_argument("--report_json", default=None, help="write the JSON report here (default: OUT_DIR/report.json)")
     p.add_argument("--cache_dir", default=None,
-                   help="with --warm_start sft: where the tiny model is built once and reused (default: $TRL_PLUS_CACHE or "
-                   "~/.cache/trl-plus)")
+                   help="with --warm_start sft: where the tiny model is built once and reused (default: "
+                   "$TRL_PLUS_CACHE or ~/.cache/trl-plus)")
     p.add_argument("--rl_steps", type=int, default=DemoSettings.rl_steps,
                    help=f"RL training steps (default: {DemoSettings.rl_steps})")
     p.add_argument("--warm_start", default=DemoSettings.warm_start, choices=WARM_STARTS,
