@@ -17,13 +17,13 @@ import ast
 import json
 import sys
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, machine, pin_threads
 
-TUNE_SEED_OFFSET = 3_000_003  # the demo uses +1_000_003 (dev) and +2_000_003 (test)
+TUNE_SEED_OFFSET = 3_000_003  # beyond the demo's own splits (trl_plus.demo.SPLIT_SEED)
 
 
 def _pairs(items: list[str]) -> dict:
@@ -80,7 +80,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
     from trl_plus.data import generate_problems
-    from trl_plus.demo import DemoSettings, greedy_accuracy, rl_train, sft_warmup, tiny_model_path
+    from trl_plus.demo import DemoSettings, demo_problems, greedy_accuracy, rl_train, sft_warmup, tiny_model_path
 
     sft, rl, config, sft_config = _pairs(args.sft), _pairs(args.rl), _pairs(args.config), _pairs(args.sft_config)
     shape = _pairs(args.shape)  # part of the cache keys, so a name reused for another shape cannot hit a stale model
@@ -106,8 +106,7 @@ def main() -> None:
     info_path = sft_dir / "sft_info.json"
     if not info_path.is_file():
         set_seed(sft_seed)
-        sft_train = generate_problems(s.n_train, seed=sft_seed)
-        dev = generate_problems(s.n_dev, seed=sft_seed + 1_000_003)
+        sft_train, dev, _ = demo_problems(s)
         t = time.perf_counter()
         model, tok, steps = sft_warmup(tiny_model_path(s), sft_train, dev, s, extra_args=sft_config)
         sft_info = {"sft_steps": steps, "sft_seconds": round(time.perf_counter() - t, 1), "threads": args.threads}
@@ -123,7 +122,7 @@ def main() -> None:
         return
     model = AutoModelForCausalLM.from_pretrained(sft_dir)
     tok = AutoTokenizer.from_pretrained(sft_dir)
-    s.seed = args.seed  # RL runs on its own seed
+    s = replace(s, seed=args.seed)  # RL runs on its own seed
     set_seed(args.seed)
     before = greedy_accuracy(model, tok, tune, s.max_completion_length)
     curve: list = [[0, 0.0, before]]

@@ -43,6 +43,8 @@ from common import (
 )
 from learning_report import raw_dir
 
+from trl_plus.demo import SPLIT_SEED  # train, dev and test problems come from disjoint seeds of the generator
+
 
 def task_rows(task: str, n: int, seed: int) -> list[dict]:
     """`n` problems of `task` ('addition': the demo's 2-digit additions; 'chain': 2-4 step problems)."""
@@ -51,8 +53,6 @@ def task_rows(task: str, n: int, seed: int) -> list[dict]:
     return generate_problems(n, seed=seed) if task == "addition" else generate_chain_problems(n, seed=seed)
 
 
-# Train, dev and test problems come from disjoint seeds of the generator.
-SPLIT_SEED = {"train": 0, "dev": 1_000_003, "test": 2_000_003}
 MAX_COMPLETION = {"addition": 28, "chain": 64}
 
 

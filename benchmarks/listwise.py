@@ -73,8 +73,8 @@ def run_seed(seed: int, args) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
     from trl_plus import build_listwise_dataset
-    from trl_plus.data import generate_problems, to_prompt_dataset
-    from trl_plus.demo import REWARDS, DemoSettings, greedy_accuracy
+    from trl_plus.data import to_prompt_dataset
+    from trl_plus.demo import REWARDS, DemoSettings, demo_problems, greedy_accuracy
 
     cache = Path(args.cache)
     folder = RAW / f"seed{seed}"
@@ -83,8 +83,7 @@ def run_seed(seed: int, args) -> None:
                             cache_dir=str(cache / "tiny"), model_size="tiny")
     sft_path, sft_meta = sft_model(args.sft_seed, cache, settings)
     # the SFT seed's problems: sampling prompts come from its training set, held-out ones from its test set
-    train_rows = generate_problems(settings.n_train, seed=args.sft_seed)
-    test_rows = generate_problems(settings.n_test, seed=args.sft_seed + 2_000_003)
+    train_rows, _, test_rows = demo_problems(settings)
     model, tok = AutoModelForCausalLM.from_pretrained(sft_path), AutoTokenizer.from_pretrained(sft_path)
     if str(sft_path) not in BEFORE:  # the shared SFT model's accuracy, measured once
         BEFORE[str(sft_path)] = greedy_accuracy(model, tok, test_rows, settings.max_completion_length)

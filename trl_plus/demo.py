@@ -54,6 +54,16 @@ class DemoSettings:
 # Correctness 2.0 * 0.5 = 1.0 for the right number, format 0.8 * 0.125 = 0.1 for the four tags: a
 # right answer dominates, and the format still separates wrong answers (measured to learn in minutes).
 REWARDS = {"gsm8k_correctness": 0.5, "gsm8k_format": 0.125}
+# The demo's splits come from disjoint seeds of the generator: `settings.seed` plus these offsets.
+SPLIT_SEED = {"train": 0, "dev": 1_000_003, "test": 2_000_003}
+
+
+def demo_problems(settings: DemoSettings) -> tuple[list[dict], list[dict], list[dict]]:
+    """The demo's (train, dev, test) problems for `settings.seed`: `n_train`, `n_dev` and `n_test` of them."""
+    from trl_plus.data import generate_problems
+
+    return tuple(generate_problems(n, seed=settings.seed + SPLIT_SEED[split])
+                 for split, n in (("train", settings.n_train), ("dev", settings.n_dev), ("test", settings.n_test)))
 
 
 def _log(msg: str) -> None:
@@ -187,16 +197,13 @@ def run_demo(settings: DemoSettings, report_json: str | None = None) -> dict:
     from transformers import set_seed
 
     from trl_plus.algorithms import get_algorithm
-    from trl_plus.data import generate_problems
 
     get_algorithm(settings.algo)  # fail fast on a bad name
     start = time.perf_counter()
     set_seed(settings.seed)
     out = Path(settings.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train_rows = generate_problems(settings.n_train, seed=settings.seed)
-    dev_rows = generate_problems(settings.n_dev, seed=settings.seed + 1_000_003)
-    test_rows = generate_problems(settings.n_test, seed=settings.seed + 2_000_003)
+    train_rows, dev_rows, test_rows = demo_problems(settings)
 
     t = time.perf_counter()
     if settings.warm_start == "shipped":

@@ -62,21 +62,18 @@ def make_warm_start(out_dir: str | Path, cache_dir: str | None = None, **overrid
     import trl
     from transformers import set_seed
 
-    from trl_plus.data import generate_problems
-    from trl_plus.demo import DemoSettings, greedy_accuracy, sft_warmup, tiny_model_path
+    from trl_plus.demo import DemoSettings, demo_problems, greedy_accuracy, sft_warmup, tiny_model_path
 
     out = Path(out_dir)
     with tempfile.TemporaryDirectory() as work:  # the SFT trainer's output_dir: nothing in it is kept
         settings = replace(DemoSettings(), **{**RECIPE, **overrides}, warm_start="sft", out_dir=work,
                            cache_dir=cache_dir)
         set_seed(settings.seed)
-        train = generate_problems(settings.n_train, seed=settings.seed)
-        dev = generate_problems(settings.n_dev, seed=settings.seed + 1_000_003)
+        train, dev, test = demo_problems(settings)
         history: list = []
         start = time.perf_counter()
         model, tokenizer, steps = sft_warmup(tiny_model_path(settings), train, dev, settings, history=history)
         seconds = time.perf_counter() - start
-    test = generate_problems(settings.n_test, seed=settings.seed + 2_000_003)  # the demo's test split for this seed
     test_accuracy = greedy_accuracy(model, tokenizer, test, settings.max_completion_length)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from trl_plus import warm_start
-from trl_plus.data import generate_problems
-from trl_plus.demo import DemoSettings, greedy_accuracy, run_demo
+from trl_plus.demo import DemoSettings, demo_problems, greedy_accuracy, run_demo
 from trl_plus.tiny import SIZES, build_tokenizer, save_tiny_model
 
 
@@ -31,7 +30,7 @@ def test_shipped_warm_start_scores_the_test_accuracy_it_records():
     model, tok = warm_start.load_warm_start()
     info = warm_start.warm_start_info()
     s = info["settings"]
-    test = generate_problems(s["n_test"], seed=s["seed"] + 2_000_003)
+    _, _, test = demo_problems(DemoSettings(seed=s["seed"], n_test=s["n_test"]))
     acc = greedy_accuracy(model, tok, test, s["max_completion_length"])
     # greedy decoding is deterministic; another CPU's float rounding may flip a rare near-tie
     assert acc == pytest.approx(info["test_accuracy"], abs=0.02)
@@ -79,7 +78,7 @@ def test_run_demo_starts_rl_from_the_chosen_warm_start(start, tmp_path):
     assert report["warm_start"] == start and report["steps"] == 1
     if start == "shipped":  # the shipped model, untouched: its recorded accuracy on these 8 problems
         model, tok = warm_start.load_warm_start()
-        test = generate_problems(8, seed=2_000_003)
+        _, _, test = demo_problems(settings)
         assert report["accuracy_before"] == greedy_accuracy(model, tok, test, settings.max_completion_length)
         assert report["sft_steps"] == warm_start.warm_start_info()["sft_steps"]
         assert not (tmp_path / "cache").exists()  # no tiny model was built

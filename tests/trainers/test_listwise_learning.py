@@ -7,8 +7,8 @@ import pytest
 from transformers import set_seed
 
 from trl_plus import ListwiseDPOConfig, ListwiseDPOTrainer, build_listwise_dataset
-from trl_plus.data import generate_problems, to_prompt_dataset
-from trl_plus.demo import REWARDS, DemoSettings, greedy_accuracy
+from trl_plus.data import to_prompt_dataset
+from trl_plus.demo import REWARDS, DemoSettings, demo_problems, greedy_accuracy
 from trl_plus.warm_start import load_warm_start
 
 PROMPTS = 400  # x K = 4 samples
@@ -19,8 +19,7 @@ PROMPTS = 400  # x K = 4 samples
 @pytest.mark.e2e
 def test_listwise_dpo_on_ranked_samples_raises_held_out_accuracy(tmp_path):
     settings = DemoSettings()
-    train = generate_problems(settings.n_train, seed=0)
-    test = generate_problems(settings.n_test, seed=2_000_003)
+    train, _, test = demo_problems(settings)
     model, tok = load_warm_start()
     before = greedy_accuracy(model, tok, test)
     set_seed(0)
