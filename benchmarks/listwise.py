@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, machine, md_table, pin_threads, write_results
-from learning import NOISE_POINTS, sft_model
+from learning import sft_model
 
 RAW = RESULTS / "listwise_raw"
 METHODS = ("listwise", "pairwise")
@@ -154,7 +154,7 @@ def report() -> None:
         "",
         (f"Mean gain over SFT: listwise {mean(gains['listwise']):+.1f} points, pairwise {mean(gains['pairwise']):+.1f} "
         f"points; paired difference {mean(diffs):+.1f} points{spread} over {len(seeds)} seed(s). One accuracy on 200 "
-        f"problems has a binomial noise of about {NOISE_POINTS} points. Same samples drawn from the policy, but "
+        f"problems has a binomial noise of about {100 * (0.25 / 200) ** 0.5:.1f} points. Same samples drawn from the policy, but "
         "listwise DPO runs all K sequences of a prompt per step (pairwise 2), hence about twice the training time."),
         "",
         f"Machine: {machine()['nproc']} cores, shared with other jobs (train times are wall-clock upper bounds).",
