@@ -27,7 +27,9 @@ VARIANTS = {
     "rahf": ("rahf", {}),
     # The demo's setting: the outcome (correctness + format) as a last step. With the default outcome_weight=0 the
     # outcome rewards are only logged, and nothing trains the answer block (issue 17's ProcessGRPO loss and collapse).
-    "ps_grpo": ("ps_grpo", {"outcome_weight": 1.0}),
+    "ps_grpo": ("ps_grpo", {"outcome_weight": 1.0}),  # text steps and outcome normalised apart (the default)
+    # Before the fix: every step pooled in one normalisation (root_causes.md section 3; the seed-1 collapse).
+    "ps_grpo_pooled": ("ps_grpo", {"outcome_weight": 1.0, "process_normalisation": "pooled"}),
     "ppo": ("ppo", {}),  # PPO: learned critic (a copy of the policy + value head), GAE, k1 KL in the reward
 }
 

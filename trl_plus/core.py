@@ -411,6 +411,8 @@ def process_advantages(
     group_ids: Tensor,
     mask: Tensor,
     eps: float = 1e-6,
+    step_kinds: Sequence[Sequence[int]] | None = None,
+    kind_weights: Sequence[float] | None = None,
 ) -> Tensor:
     """Process-supervised GRPO advantages (DeepSeekMath section 4.1.3, https://huggingface.co/papers/2402.03300).
 
@@ -420,12 +422,19 @@ def process_advantages(
     of completion `i` with `index(j) >= t`: tokens after the last step's end get 0, and so does a completion with
     no steps.
 
+    With `step_kinds`, steps of different kinds (say text steps and an outcome step) are normalised apart, each
+    kind over its own steps in the group, and kind `k`'s `r~` is multiplied by `kind_weights[k]` (default 1).
+    Pooled, a kind with larger or more frequent rewards sets the mean for all: when most outcomes are right, the
+    outcome steps lift the mean above every text step, and each text step, right or wrong, turns negative.
+
     Args:
         step_rewards: `B` lists, the step rewards of each completion (None or NaN for an unscorable step).
         step_token_ends: `B` lists of the same lengths, the token index `index(j)` (0-based, `< T`) of each step's
             last token.
         group_ids: `(B,)` integers. mask: `(B, T)`.
         eps: added to the std.
+        step_kinds: optional `B` lists of the same lengths, an integer kind `>= 0` per step; None: one kind.
+        kind_weights: optional weight per kind, applied after normalisation (a weight before it cancels).
 
     Returns:
         `(B, T)` advantages, 0 on padding.
@@ -440,10 +449,14 @@ def process_advantages(
             f"{len(step_token_ends)}, but `mask` has shape {_shape(mask)}; all must have B = {batch}."
         )
     counts = [len(r) for r in step_rewards]
-    for i, (rs, ends) in enumerate(zip(step_rewards, step_token_ends)):
-        if len(rs) != len(ends):
+    kinds = [[0] * n for n in counts] if step_kinds is None else step_kinds
+    if len(kinds) != batch:
+        raise ValueError(f"`step_kinds` has {len(kinds)} completions but `mask` has shape {_shape(mask)}.")
+    for i, (rs, ends, ks) in enumerate(zip(step_rewards, step_token_ends, kinds)):
+        if len(rs) != len(ends) or len(rs) != len(ks):
             raise ValueError(
-                f"Completion {i}: `step_rewards[{i}]` has {len(rs)} steps but `step_token_ends[{i}]` has {len(ends)}."
+                f"Completion {i}: `step_rewards[{i}]` has {len(rs)} steps but `step_token_ends[{i}]` has {len(ends)}"
+                f" and `step_kinds[{i}]` has {len(ks)}; give one entry per step in each."
             )
     dtype = torch.get_default_dtype()
     out = torch.zeros((batch, length), dtype=dtype, device=mask.device)
@@ -459,7 +472,16 @@ def process_advantages(
             f"values in [{int(ends.min())}, {int(ends.max())}]."
         )
     rows = torch.repeat_interleave(torch.arange(batch, device=mask.device), torch.tensor(counts, device=mask.device))
-    normalised = _normalise_in_groups(flat_rewards, group_ids[rows], scale=True, eps=eps)
+    flat_kinds = torch.tensor([k for ks in kinds for k in ks], dtype=torch.long, device=mask.device)
+    n_kinds = int(flat_kinds.max()) + 1
+    weights = [1.0] * n_kinds if kind_weights is None else [float(w) for w in kind_weights]
+    if int(flat_kinds.min()) < 0 or len(weights) < n_kinds:
+        raise ValueError(f"`step_kinds` must be integers in [0, {len(weights)}) (one `kind_weights` entry per kind), "
+                         f"got values in [{int(flat_kinds.min())}, {n_kinds - 1}].")
+    # One pool per (group, kind): the kind is the low digit of the pool id in base n_kinds.
+    pools = (group_ids[rows] - group_ids.min()) * n_kinds + flat_kinds
+    normalised = _normalise_in_groups(flat_rewards, pools, scale=True, eps=eps)
+    normalised = normalised * torch.tensor(weights, dtype=torch.float64, device=mask.device)[flat_kinds]
     # Drop each normalised step reward at its end token; a reverse cumsum then sums every step ending at or after t.
     out.index_put_((rows, ends), normalised.to(dtype), accumulate=True)
     return torch.where(mask.bool(), _discounted_reverse_cumsum(out, 1.0), 0.0)

@@ -57,6 +57,20 @@ SHAPE_ERRORS = {
         lambda: core.process_advantages([[1.0], []], [[4], []], torch.zeros(2, dtype=torch.long), M24),
         ["[0, 4)", "(2, 4)"],
     ),
+    "process-kinds-rows": (
+        lambda: core.process_advantages([[1.0], []], [[0], []], torch.zeros(2, dtype=torch.long), M24, step_kinds=[[0]]),
+        ["`step_kinds` has 1 completions", "(2, 4)"],
+    ),
+    "process-kinds-steps": (
+        lambda: core.process_advantages([[1.0], []], [[0], []], torch.zeros(2, dtype=torch.long), M24,
+                                        step_kinds=[[0, 1], []]),
+        ["`step_kinds[0]` has 2"],
+    ),
+    "process-kind-without-weight": (
+        lambda: core.process_advantages([[1.0], [2.0]], [[0], [0]], torch.zeros(2, dtype=torch.long), M24,
+                                        step_kinds=[[0], [2]], kind_weights=[1.0, 1.0]),
+        ["[0, 2)", "kind_weights"],
+    ),
     "mask-1d": (lambda: core.returns_to_go(torch.ones(4), torch.ones(4)), ["(4,)"]),
 }
 

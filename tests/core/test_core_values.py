@@ -167,6 +167,38 @@ def test_process_values():
     close(core.process_advantages(step_rewards, step_ends, groups, mask, eps=0.0), expected)
 
 
+def test_process_values_per_kind():
+    # one group; kind 0 = text steps, kind 1 = the outcome step, weighted 2 after normalisation
+    rewards, ends, kinds = [[1.0, -1.0, 1.0], [1.0, 0.0]], [[0, 1, 2], [0, 1]], [[0, 0, 1], [0, 1]]
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    # kind 0: 1, -1, 1: mean 1/3, deviations 2/3, -4/3, 2/3, var (4/9 + 16/9 + 4/9) / 2 = 4/3, std 1.15470054
+    #   -> 0.57735027, -1.15470054, 0.57735027
+    # kind 1: 1, 0: mean 0.5, std 0.70710678 -> +-0.70710678, times 2 -> +-1.41421356
+    # row 0: t0 0.57735027 - 1.15470054 + 1.41421356 = 0.83686329, t1 -1.15470054 + 1.41421356 = 0.25951302,
+    #        t2 1.41421356; row 1: t0 0.57735027 - 1.41421356 = -0.83686329, t1 -1.41421356, t2 padding
+    expected = [[0.83686329, 0.25951302, 1.41421356], [-0.83686329, -1.41421356, 0.0]]
+    out = core.process_advantages(rewards, ends, torch.tensor([5, 5]), mask, eps=0.0, step_kinds=kinds,
+                                  kind_weights=[1.0, 2.0])
+    close(out, expected)
+    # pooled (one kind, no weights), the same five values 1, -1, 1, 1, 0: mean 0.4, deviations .6 -1.4 .6 .6 -.4,
+    # var (0.36 + 1.96 + 0.36 + 0.36 + 0.16) / 4 = 0.8, std 0.89442719; row 0: t0 (0.6 - 1.4 + 0.6) / std,
+    # t1 (-1.4 + 0.6) / std, t2 0.6 / std
+    pooled = core.process_advantages(rewards, ends, torch.tensor([5, 5]), mask, eps=0.0)
+    close(pooled[0], [-0.2236068, -0.89442719, 0.67082039])
+
+
+def test_process_per_kind_keeps_a_right_step_positive_when_most_outcomes_are_right():
+    # 4 completions, each one right text step (+0.25) and an outcome step; 3 of 4 outcomes right (1.1), one 0.1.
+    # Pooled, the outcomes lift the mean (0.5375) above every text step: the right steps turn negative.
+    rewards = [[0.25, 1.1], [0.25, 1.1], [0.25, 1.1], [-0.25, 0.1]]
+    ends, mask, groups = [[0, 1]] * 4, torch.ones(4, 2), torch.zeros(4, dtype=torch.long)
+    pooled = core.process_advantages(rewards, ends, groups, mask)
+    per_kind = core.process_advantages(rewards, ends, groups, mask, step_kinds=[[0, 1]] * 4)
+    text_step = lambda adv: adv[:, 0] - adv[:, 1]  # the text step's own share of the first token's advantage
+    assert (text_step(pooled)[:3] < 0).all()
+    assert (text_step(per_kind)[:3] > 0).all() and text_step(per_kind)[3] < 0
+
+
 def test_process_default_eps():
     # steps 0 and 1 in one group: mean 0.5, std sqrt(0.5) = 0.70710678 -> -+0.5/(0.70710678 + 1e-6) = -+0.70710578
     out = core.process_advantages([[0.0], [1.0]], [[1], [0]], torch.tensor([3, 3]), torch.ones(2, 2))

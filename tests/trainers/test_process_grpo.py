@@ -109,22 +109,29 @@ def test_bad_steps_name_the_function_and_the_fix(result, message):
 
 
 @pytest.mark.parametrize("conversational", [False, True], ids=["plain", "conversational"])
-@pytest.mark.parametrize("outcome_weight", [0.0, 0.5])
+@pytest.mark.parametrize("outcome_weight,normalisation", [(0.0, "per_kind"), (0.5, "per_kind"), (0.5, "pooled")])
 def test_advantages_through_the_seam_equal_the_core(tiny_model_dir, addition_dataset, fast_args, pin,
-                                                    conversational, outcome_weight):
+                                                    conversational, outcome_weight, normalisation):
     outcome = [ends_in_7] if outcome_weight else None
     trainer = make(tiny_model_dir, addition_dataset(conversational=conversational), fast_args, reward_funcs=outcome,
                    per_device_train_batch_size=8, outcome_weight=outcome_weight,
-                   reward_weights=[2.0] if outcome else None)
+                   reward_weights=[2.0] if outcome else None, process_normalisation=normalisation)
     out = scored_batch(trainer, pin)
     mask = out["completion_mask"]
     assert mask.sum(1).tolist() == [n + 1 for n in LENGTHS]  # + EOS
     rewards, ends = [list(r) for r in STEP_REWARDS], [list(e) for e in TOKEN_ENDS]
-    if outcome_weight:  # one more step at EOS, reward outcome_weight * reward_weight * r
+    kinds = [[0] * len(r) for r in rewards]
+    per_kind = normalisation == "per_kind"
+    if outcome_weight:  # one more step at EOS: reward_weight * r, weighted by outcome_weight before or after pooling
         for i, text in enumerate(TEXTS):
-            rewards[i].append(0.5 * 2.0 * float(text.endswith("7")))
+            rewards[i].append((1.0 if per_kind else 0.5) * 2.0 * float(text.endswith("7")))
             ends[i].append(LENGTHS[i])
-    expected = process_advantages(rewards, ends, torch.arange(8) // 4, mask)
+            kinds[i].append(1 if per_kind else 0)
+    expected = process_advantages(rewards, ends, torch.arange(8) // 4, mask, step_kinds=kinds,
+                                  kind_weights=[1.0, 0.5] if per_kind else None)
+    if outcome_weight:  # the two normalisations differ on this batch
+        pooled = process_advantages(rewards, ends, torch.arange(8) // 4, mask) if per_kind else None
+        assert pooled is None or not torch.allclose(pooled, expected)
     assert out["advantages"].shape == mask.shape
     torch.testing.assert_close(out["advantages"], expected)
     assert out["advantages"].abs().sum() > 0
@@ -178,10 +185,12 @@ def test_process_rewards_in_reward_funcs_are_routed_and_weighted(tiny_model_dir,
     assert trainer.process_weights == [0.5]
     assert trainer.args.reward_weights == [3.0, 0.5]  # the user's config is left as given
     out = scored_batch(trainer, pin, ["1+1=2\n2+2=5", "7"] * 2)
-    # steps: "1+1=2" right (+1), "2+2=5" wrong (-1), "7" no claim (0); weighted by 0.5; outcome 3 * ends_in_7
+    # steps: "1+1=2" right (+1), "2+2=5" wrong (-1), "7" no claim (0); weighted by 0.5; outcome 3 * ends_in_7,
+    # normalised apart from the text steps (the last step of each row: kind 1)
     rewards = [[0.5, -0.5, 0.0], [0.0, 3.0]] * 2
-    ends = [[4, 10, 11], [0, 1]] * 2
-    expected = process_advantages(rewards, ends, torch.zeros(4, dtype=torch.long), out["completion_mask"])
+    ends, kinds = [[4, 10, 11], [0, 1]] * 2, [[0, 0, 1], [0, 1]] * 2
+    expected = process_advantages(rewards, ends, torch.zeros(4, dtype=torch.long), out["completion_mask"],
+                                  step_kinds=kinds, kind_weights=[1.0, 1.0])
     torch.testing.assert_close(out["advantages"], expected)
 
 
@@ -198,10 +207,12 @@ def test_registry_names_resolve(tiny_model_dir, addition_dataset, fast_args):
     [
         ({"outcome_weight": -0.5}, "outcome_weight must be a finite number >= 0"),
         ({"process_reward_weights": [float("nan")]}, "process_reward_weights must be finite"),
+        ({"process_normalisation": "per_step"}, "process_normalisation must be 'per_kind' or 'pooled'"),
         ({"num_generations": 1}, "at least 2 generations"),
         ({"per_device_train_batch_size": 6, "num_generations": 4}, "divisible"),
     ],
-    ids=["negative-outcome-weight", "nan-process-weight", "one-generation", "batch-not-divisible-by-G"],
+    ids=["negative-outcome-weight", "nan-process-weight", "unknown-normalisation", "one-generation",
+         "batch-not-divisible-by-G"],
 )
 def test_invalid_configs_say_the_fix(fast_args, overrides, message):
     with pytest.raises(ValueError, match=re.escape(message)):

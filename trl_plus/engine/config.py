@@ -102,6 +102,13 @@ class PlusGRPOConfig(GRPOConfig):
         default=None,
         metadata={"help": "process: one weight per entry of the trainer's `process_reward_funcs` (default 1.0)."},
     )
+    process_normalisation: str = field(
+        default="per_kind",
+        metadata={"help": "process, with outcome_weight > 0: 'per_kind' (default) normalises the text steps and the "
+                          "outcome step apart, each within the group, and then weighs the outcome by outcome_weight "
+                          "against the text steps; 'pooled' normalises all steps together (weights applied before), "
+                          "which turns every text step negative once most outcomes are right."},
+    )
     # ----- machine defaults -----
     use_cpu: bool | None = field(
         default=None, metadata={"help": "Train on the CPU. None (default): on when the machine has no GPU."}
@@ -166,6 +173,8 @@ def check(args: PlusGRPOConfig) -> None:
               "reward give it a negative entry in `reward_weights`.")
     if args.process_reward_weights is not None and not all(map(math.isfinite, args.process_reward_weights)):
         _fail(f"process_reward_weights must be finite numbers, got {args.process_reward_weights}.")
+    if args.process_normalisation not in ("per_kind", "pooled"):
+        _fail(f"process_normalisation must be 'per_kind' or 'pooled', got {args.process_normalisation!r}.")
 
 
 def critic_missing(estimator: str, owner: str) -> str:

@@ -9,8 +9,9 @@ get weight 0 in TRL's reward total, which therefore stays the weighted total of 
 
 `process_estimator` turns the steps of every process's rows into (B, T) advantages: step rewards normalised over
 all steps of the group, token `t` gets the sum of those of the steps ending at or after `t`
-(`core.process_advantages`); with `outcome_weight > 0` the outcome is one more step at the last token; a KL
-penalty in the reward adds its returns-to-go. Step character offsets become token indices in `step_offsets`.
+(`core.process_advantages`); with `outcome_weight > 0` the outcome is one more step at the last token, normalised
+apart from the text steps and then weighted (`process_normalisation='per_kind'`, the default) or pooled with them
+after weighting ('pooled'); a KL penalty in the reward adds its returns-to-go. Step character offsets become token indices in `step_offsets`.
 """
 
 from __future__ import annotations
@@ -143,16 +144,20 @@ def process_estimator(ctx) -> torch.Tensor:
     rewards = [list(r) for r in ctx.step_rewards]
     lengths = ctx.completion_lengths.to(mask.device)
     text_steps = [len(r) for r in rewards]
-    if ctx.args.outcome_weight > 0:
+    kinds = [[0] * n for n in text_steps]  # 0: a text step, 1: the outcome step
+    weight, per_kind = ctx.args.outcome_weight, ctx.args.process_normalisation == "per_kind"
+    if weight > 0:
         outcome = ctx.rewards.tolist()
         for n, length in enumerate(lengths.tolist()):
             if length > 0:  # the outcome step ends at the last completion token (EOS when there is one)
                 token_ends[n].append(length - 1)
-                rewards[n].append(None if math.isnan(outcome[n]) else ctx.args.outcome_weight * outcome[n])
+                kinds[n].append(1 if per_kind else 0)
+                rewards[n].append(None if math.isnan(outcome[n]) else outcome[n] * (1.0 if per_kind else weight))
     width = max(int(lengths.max()), mask.size(1), 1)
     full_mask = (torch.arange(width, device=mask.device)[None, :] < lengths[:, None]).long()
     group_ids = ctx.group_ids.to(mask.device)
-    advantages = process_advantages(rewards, token_ends, group_ids, full_mask)  # (N, width)
+    advantages = process_advantages(rewards, token_ends, group_ids, full_mask,  # (N, width)
+                                    step_kinds=kinds, kind_weights=[1.0, weight])
     log_process_metrics(ctx, rewards, text_steps, advantages, group_ids)
     local = advantages[ctx.local, : mask.size(1)] * mask
     if ctx.kl is not None and ctx.kl_coef != 0.0:  # the KL penalty of the reward, as returns-to-go
