@@ -252,7 +252,7 @@ def main() -> None:
     if not args.no_report:
         from learning_report import write
 
-        print(write(args.task, args.command))
+        print(write(args.task, args.command, args.group))
 
 
 if __name__ == "__main__":

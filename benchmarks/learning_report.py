@@ -243,14 +243,17 @@ def _f(x, fmt="{:.1f}"):
     return "—" if x is None else fmt.format(x)
 
 
-def write(task: str, command: str | None) -> str:
+def write(task: str, command: str | None, group: str | None = None) -> str:
+    """The report of the task's runs (`group`: of the runs in that group's folder, e.g. 'rerun'; its full-budget runs
+    are then in group '<group>_full')."""
     import math
 
-    runs, sft = load_runs(raw_dir(task))
+    runs, sft = load_runs(raw_dir(task, group))
     if not runs:
-        sys.exit(f"No raw results in {raw_dir(task)}: run benchmarks/learning.py first.")
+        sys.exit(f"No raw results in {raw_dir(task, group)}: run benchmarks/learning.py first.")
     summary, chosen = summarise(runs)
-    out = RESULTS / ("learning" if task == "addition" else f"learning_{task}")
+    out = RESULTS / "_".join(["learning"] + ([task] if task != "addition" else []) + ([group] if group else []))
+    long_group, full_group = (None, f"{group}_full") if group else ("long", "full")
     any_run = next(iter(next(iter(runs.values())).values())).get(min(sft))
     meta = {"task": task, "budget_completions": (any_run or {}).get("budget"), "sft": sft, "command": command,
             "machine": machine()}
@@ -315,15 +318,15 @@ def write(task: str, command: str | None) -> str:
         else "No sweep: these runs have no dev-split scores (made before the sweep existed).",
         "",
     ]
-    if raw_dir(task, "long").is_dir() and load_runs(raw_dir(task, "long"))[0]:
+    if long_group and raw_dir(task, long_group).is_dir() and load_runs(raw_dir(task, long_group))[0]:
         text += ["## REINFORCE++'s claim: stability over a run twice as long", "", stability(task), "",
                  ("KL: REINFORCE++'s k1 KL in the reward (`reinforce_pp/kl_reward`), TRL's `kl` where beta > 0; "
                   "GRPO here runs without a KL term (beta 0), so it has none to report."), ""]
-    if raw_dir(task, "full").is_dir() and load_runs(raw_dir(task, "full"))[0]:
+    if raw_dir(task, full_group).is_dir() and load_runs(raw_dir(task, full_group))[0]:
         text += ["## The full budget: 19,200 completions (300 GRPO steps of 64, the former demo length)", "",
-                 full_budget(task, summary["grpo"]["setting"]), "",
+                 full_budget(task, summary["grpo"]["setting"], group=full_group), "",
                  ("Each algorithm at the setting its sweep chose, plus other settings where they were run (rows of their "
-                  "own), on the seeds the machine allowed; raw runs in `learning_raw/full/`. The intervals are 95% "
+                  f"own), on the seeds the machine allowed; raw runs in `learning_raw/{full_group}/`. The intervals are 95% "
                   "t-intervals over the paired seeds: with 2-3 seeds they are too wide to conclude anything from, and "
                   "the per-seed differences are the result. Two GRPO baselines: the sweep's choice, and TRL's default "
                   "loss, which `root_causes.md` section 5 found steadier at this budget; the second was picked after "

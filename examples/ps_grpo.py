@@ -22,7 +22,7 @@ from trl_plus import ProcessGRPOConfig, ProcessGRPOTrainer
 def main(argv=None):
     model, train_dataset, reward_funcs, reward_weights, lora, settings = example_setup("ps_grpo", __doc__, argv)
     # Step rewards: `arithmetic_steps` scores each line of the answer (+1 right arithmetic, -1 wrong, 0 none).
-    # The outcome rewards above enter as one extra final step (outcome_weight 1), normalised with the steps.
+    # The outcome rewards above enter as one extra final step (outcome_weight 1), normalised apart from the steps.
     args = ProcessGRPOConfig(outcome_weight=1.0, beta=0.04, epsilon=0.1, loss_type="grpo",
                              reward_weights=reward_weights, **settings)
     trainer = ProcessGRPOTrainer(model, reward_funcs, args=args, train_dataset=train_dataset, peft_config=lora,

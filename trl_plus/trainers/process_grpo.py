@@ -3,7 +3,8 @@ https://huggingface.co/papers/2402.03300).
 
 Each completion gets step rewards from process reward functions (one list of `(last_char_offset, reward)` per
 completion, the contract of `reward_fns.process`). Step rewards are normalised over all steps of all completions of
-the group, and token `t` gets the sum of the normalised rewards of the steps ending at or after `t` (estimator
+the group (the outcome step, with `outcome_weight > 0`, apart from the text steps), and token `t` gets the sum of the
+normalised rewards of the steps ending at or after `t` (estimator
 `process`; the adapters that bring the steps through TRL are in `trl_plus/engine/process_rewards.py`, the offset to
 token mapping in `trl_plus/engine/step_offsets.py`).
 """
