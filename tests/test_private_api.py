@@ -3,7 +3,8 @@
 trl-plus subclasses TRL's `GRPOTrainer` and overrides or calls its private methods, reads its private
 attributes, and imports private helpers of `trl.trainer.utils`; `eval/` uses private modules of lm-eval
 (`lm_eval.tasks._index`, `lm_eval.tasks._yaml_loader`). None of these is covered by their authors'
-compatibility promises, which is why pyproject.toml pins `trl<1.17` and `lm-eval<0.4.14`. When an upgrade
+compatibility promises, which is why pyproject.toml pins `trl<1.17` and `lm-eval<0.4.14` (and
+`bitsandbytes<0.51`, whose CPU repack switch `trl_plus.qlora` turns off). When an upgrade
 moves or changes one of them, the failure shows up here, by name, before any trainer test fails obscurely.
 
 Signatures are checked by parameter names (the prefix trl-plus passes, positionally or by keyword); return
@@ -83,6 +84,20 @@ def test_trl_quantization_and_peft_config_builders():
     assert params(get_quantization_config) == ["model_args"] and params(get_peft_config) == ["model_args"]
     q = get_quantization_config(ModelConfig(load_in_4bit=True, use_bnb_nested_quant=True, dtype="float32"))
     assert (q.load_in_4bit, q.bnb_4bit_quant_type, q.bnb_4bit_use_double_quant) == (True, "nf4", True)
+
+
+def test_bitsandbytes_cpu_repack_switch():
+    """trl_plus.qlora.use_exact_4bit_matmul turns bitsandbytes' CPU repack off and undoes a repack."""
+    import bitsandbytes as bnb
+    import torch
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu, _convert_weight_packed_for_cpu_inverse
+
+    assert params(_convert_weight_packed_for_cpu_inverse)[:2] == ["packed_weight", "quant_state"]
+    layer = bnb.nn.Linear4bit(64, 32, compute_dtype=torch.float32)
+    assert hasattr(layer, "support_avx512bf16_for_cpu")  # set at __init__, read by Linear4bit.forward
+    forward = inspect.getsource(bnb.nn.Linear4bit.forward)
+    assert "support_avx512bf16_for_cpu" in forward and "_convert_weight_packed_for_cpu" in forward
+    assert "packing_format_for_cpu" in inspect.getsource(_convert_weight_packed_for_cpu)
 
 
 # ----- TRL: private state and return structures, on a real trainer ----------------------------------------------

@@ -112,3 +112,38 @@ def model_kwargs_and_peft(model_config: ModelConfig) -> tuple[dict[str, Any], Pe
         # No device_map: TRL 1.16 has no get_kbit_device_map and places the model itself (module docstring).
         kwargs["quantization_config"] = quantization_config
     return kwargs, trl.get_peft_config(model_config)
+
+
+def use_exact_4bit_matmul(*models) -> int:
+    """Keep every bitsandbytes `Linear4bit` of `models` (None skipped) on its dequantise-then-matmul path.
+
+    Returns how many layers it set.
+
+    On a CPU with AVX512-BF16, bitsandbytes (0.49+) repacks a `Linear4bit` weight in place at its first
+    eval-mode forward without gradients, and from then on computes that layer in bfloat16 through a kernel
+    with no backward, whatever `bnb_4bit_compute_dtype` says. A trainer runs such forwards mid-training
+    (ReMax's greedy baseline, an evaluation, listwise sampling), so the frozen 4-bit weights would change
+    layout, the base would switch to bf16 and the next backward would run through an op without gradients.
+    Turning the repack off keeps training and evaluation on one numeric path on every CPU; GPUs never
+    repack. A layer already repacked is unpacked: the same 4-bit codes, with the block scales (absmax)
+    rounded to bf16 by the repack.
+    """
+    try:
+        import bitsandbytes as bnb
+        from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+    except Exception:  # noqa: BLE001 -- no (working) bitsandbytes: no 4-bit layers to keep exact
+        return 0
+    count = 0
+    modules = [module for model in models if model is not None for module in model.modules()]
+    for module in modules:
+        if isinstance(module, bnb.nn.Linear4bit) and hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+            state = module.weight.quant_state
+            if getattr(state, "packing_format_for_cpu", False):
+                nested = state.original_nested
+                module.weight.data, state = _convert_weight_packed_for_cpu_inverse(module.weight.data, state)
+                if not nested:  # bitsandbytes leaves this absmax as the repack's (K/blocksize, N) bf16
+                    state.absmax = state.absmax.T.reshape(-1).float()
+                module.weight.quant_state = state
+            count += 1
+    return count

@@ -18,7 +18,7 @@ from tests.conftest import changed, frozen_snapshot, trainable_snapshot
 from trl_plus.algorithms import build_trainer
 from trl_plus.cli import main
 from trl_plus.data import SYSTEM_PROMPT, generate_problems, to_prompt_dataset
-from trl_plus.qlora import model_kwargs_and_peft
+from trl_plus.qlora import model_kwargs_and_peft, use_exact_4bit_matmul
 
 LAYERS, LINEARS_PER_LAYER = 30, 7  # q, k, v, o, gate, up, down; the tied lm_head is not quantised
 TARGETS = ["q_proj", "v_proj"]
@@ -68,6 +68,7 @@ def test_qlora_step_trains_only_the_adapter_and_it_reloads(real_model_dir, tmp_p
     assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
     base = AutoModelForCausalLM.from_pretrained(real_model_dir, **model_init_kwargs)
     reloaded = peft.PeftModel.from_pretrained(base, str(out)).eval()
+    use_exact_4bit_matmul(reloaded)  # the trainer's numeric path on every CPU (trl_plus.qlora)
     trained = dict(trainer.model.named_parameters())
     lora_params = [(n, p) for n, p in reloaded.named_parameters() if "lora_" in n]
     assert len(lora_params) == 2 * LAYERS * len(TARGETS)

@@ -21,7 +21,7 @@ from tests.conftest import frozen_snapshot
 from tests.trainers.test_qlora import distinct_chars, packed_state
 from trl_plus import PPOConfig, PPOTrainer
 from trl_plus.critic import ADAPTER, HEAD_FILE
-from trl_plus.qlora import model_kwargs_and_peft
+from trl_plus.qlora import model_kwargs_and_peft, use_exact_4bit_matmul
 
 pytestmark = pytest.mark.e2e
 
@@ -74,6 +74,7 @@ def test_qlora_trains_both_adapters_on_one_4bit_base(tiny_model_dir, addition_da
     assert (critic_dir / "adapter_model.safetensors").is_file() and (critic_dir / HEAD_FILE).is_file()
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, **model_init_kwargs)
     reloaded = peft.PeftModel.from_pretrained(base, str(critic_dir)).eval()
+    use_exact_4bit_matmul(reloaded)  # the trainer's numeric path on every CPU (trl_plus.qlora)
     model.eval()
     ids = torch.tensor([trainer.processing_class("What is 12+7?\n")["input_ids"]])
     with torch.no_grad(), trainer.critic.active():

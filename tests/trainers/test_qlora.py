@@ -9,6 +9,7 @@ and the reference policy is the adapter-disabled base (`ref_model is None`, one 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import bitsandbytes as bnb  # dependencies of trl-plus: a missing one fails here, it is never skipped
@@ -20,9 +21,10 @@ from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 from trl import ModelConfig
 
 import reward_fns
+from tests import avx512_bf16
 from tests.conftest import changed, frozen_snapshot, trainable_snapshot
 from trl_plus.algorithms import ALGORITHMS
-from trl_plus.qlora import model_kwargs_and_peft
+from trl_plus.qlora import model_kwargs_and_peft, use_exact_4bit_matmul
 
 # ppo's critic is a second adapter whose frozen-outside-its-pass weights move: tests/trainers/test_ppo_qlora.py.
 PLUS_ALGORITHMS = [name for name in ALGORITHMS if name not in ("grpo", "ppo")]
@@ -119,17 +121,83 @@ def test_4bit_bad_combinations_are_one_line_errors(overrides, match):
     assert "\n" not in str(info.value)
 
 
+def linear4bit(out_features=64, in_features=128, nested=False) -> bnb.nn.Linear4bit:
+    torch.manual_seed(0)
+    layer = bnb.nn.Linear4bit(in_features, out_features, compute_dtype=torch.float32, quant_type="nf4")
+    layer.weight = bnb.nn.Params4bit(torch.randn(out_features, in_features), requires_grad=False, quant_type="nf4",
+                                     compress_statistics=nested)
+    return layer.to("cpu")  # quantises
+
+
+def eval_forward(layer, x) -> torch.Tensor:
+    layer.eval()
+    with torch.no_grad():
+        return layer(x)
+
+
+def test_avx512_bf16_cpu_repacks_at_an_eval_forward():
+    """What use_exact_4bit_matmul guards against: the weight changes in place and the layer computes in bf16."""
+    x = torch.randn(3, 128)
+    with avx512_bf16.emulated():
+        layer = linear4bit()
+        packed, exact = layer.weight.detach().clone(), layer(x)
+        bf16 = eval_forward(layer, x)
+    assert layer.weight.quant_state.packing_format_for_cpu and not torch.equal(layer.weight.detach(), packed)
+    assert (bf16 - exact).abs().max() > 1e-2
+
+
+def test_use_exact_4bit_matmul_keeps_the_weights_and_the_training_path():
+    x = torch.randn(3, 128)
+    with avx512_bf16.emulated():
+        layers = [linear4bit(), linear4bit()]
+        assert use_exact_4bit_matmul(torch.nn.Sequential(layers[0]), None, layers[1]) == 2
+        packed, exact = layers[0].weight.detach().clone(), layers[0](x)
+        assert torch.equal(eval_forward(layers[0], x), exact)
+    assert torch.equal(layers[0].weight.detach(), packed)
+    assert not getattr(layers[0].weight.quant_state, "packing_format_for_cpu", False)
+    assert use_exact_4bit_matmul(torch.nn.Linear(2, 2)) == 0
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["absmax", "nested-absmax"])
+def test_use_exact_4bit_matmul_unpacks_a_repacked_layer(nested):
+    x = torch.randn(3, 128)
+    with avx512_bf16.emulated():
+        layer = linear4bit(nested=nested)
+        packed, exact = layer.weight.detach().clone(), layer(x)
+        absmax_dtype = layer.weight.quant_state.absmax.dtype
+        eval_forward(layer, x)  # repacked
+        assert use_exact_4bit_matmul(layer) == 1
+        again = eval_forward(layer, x)
+    state = layer.weight.quant_state
+    assert torch.equal(layer.weight.detach(), packed) and not state.packing_format_for_cpu
+    assert (state.nested, state.absmax.dtype, state.absmax.shape) == (nested, absmax_dtype, (128 * 64 // 64,))
+    torch.testing.assert_close(again, exact, atol=0.1, rtol=1e-2)  # the same codes; absmax rounded to bf16
+
+
+def test_use_exact_4bit_matmul_without_bitsandbytes_is_a_no_op(monkeypatch):
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)
+    assert use_exact_4bit_matmul(torch.nn.Linear(2, 2)) == 0
+
+
 # ----- every trainer, 2 steps in 4-bit + LoRA ------------------------------------------------------
 
 
-CASES = [pytest.param(name, True, id=f"{name}-gc") for name in PLUS_ALGORITHMS] + [
-    pytest.param(name, False, id=f"{name}-no_gc") for name in ("dr_grpo", "reinforce_pp")
-]
+# The last column: bitsandbytes as on a CPU with AVX512-BF16 (tests/avx512_bf16.py). ReMax's greedy baseline
+# decodes in eval mode, which there repacks the 4-bit weights unless the trainer keeps them exact.
+CASES = [pytest.param(name, True, False, id=f"{name}-gc") for name in PLUS_ALGORITHMS] + [
+    pytest.param(name, False, False, id=f"{name}-no_gc") for name in ("dr_grpo", "reinforce_pp")
+] + [pytest.param("remax", True, True, id="remax-gc-avx512bf16")]
+
+
+@pytest.fixture
+def bnb_cpu(request):
+    with avx512_bf16.emulated() if request.param else contextlib.nullcontext():
+        yield request.param
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(("name", "gradient_checkpointing"), CASES)
-def test_qlora_trains_only_lora_and_the_adapter_reloads(name, gradient_checkpointing, tiny_model_dir,
+@pytest.mark.parametrize(("name", "gradient_checkpointing", "bnb_cpu"), CASES, indirect=["bnb_cpu"])
+def test_qlora_trains_only_lora_and_the_adapter_reloads(name, gradient_checkpointing, bnb_cpu, tiny_model_dir,
                                                          addition_dataset, fast_args, tmp_path, monkeypatch):
     config_cls, trainer_cls = algorithm_classes(name)
     model_init_kwargs, peft_config = model_kwargs_and_peft(model_config())
@@ -192,7 +260,11 @@ def test_qlora_trains_only_lora_and_the_adapter_reloads(name, gradient_checkpoin
     assert not (out / "model.safetensors").exists()
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, **model_init_kwargs)
     assert len(linear4bit_modules(base)) == N_LINEARS
+    kind = bnb_cpu or avx512_bf16.native()
+    assert all(m.support_avx512bf16_for_cpu == kind for m in linear4bit_modules(base))  # the CPU kind is on
+    assert not any(m.support_avx512bf16_for_cpu for m in linear4bit_modules(model))  # and the trainer's is off
     reloaded = peft.PeftModel.from_pretrained(base, str(out)).eval()
+    assert use_exact_4bit_matmul(reloaded) == N_LINEARS  # the trainer's numeric path, to compare like with like
     trained = dict(model.named_parameters())
     for n, p in reloaded.named_parameters():
         if "lora_" in n:

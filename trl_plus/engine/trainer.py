@@ -45,6 +45,7 @@ from trl_plus.engine.process_rewards import attach_process_rewards, local_step_r
 from trl_plus.engine.reference import lent_beta, match_reference_to_policy, needs_reference_logps
 from trl_plus.engine.scored import Scored
 from trl_plus.engine.training_checks import check_config, check_trainer, checked_reward, warn_if_past_context
+from trl_plus.qlora import use_exact_4bit_matmul
 
 __all__ = ["STATE_FILE", "PlusGRPOTrainer", "Scored"]
 
@@ -83,6 +84,7 @@ class PlusGRPOTrainer(ExtraCheckpointState, DynamicSampling, GreedyBaseline, GRP
         finally:
             args.reward_weights = saved_weights
         self.beta = self.args.beta
+        use_exact_4bit_matmul(self.model, self.ref_model)  # 4-bit layers train and evaluate on one path
         check_world_size(self.accelerator.num_processes)
         match_reference_to_policy(self, model)
         self._scored: Scored | None = None

@@ -21,6 +21,7 @@ from trl import DPOConfig, DPOTrainer
 
 from trl_plus.listwise_data import ListwiseDataMixin, ListwiseOptions, to_lists
 from trl_plus.plackett_luce import plackett_luce_nll
+from trl_plus.qlora import use_exact_4bit_matmul
 
 SEQUENCE_KEYS = ("input_ids", "attention_mask", "completion_mask")
 
@@ -71,6 +72,7 @@ class ListwiseDPOTrainer(ListwiseDataMixin, DPOTrainer):
         elif not isinstance(args, ListwiseDPOConfig):
             raise TypeError(f"ListwiseDPOTrainer needs a ListwiseDPOConfig, got {type(args).__name__}.")
         super().__init__(model, ref_model, args, data_collator, *a, **kw)
+        use_exact_4bit_matmul(self.model, self.ref_model)  # see trl_plus.qlora: no bf16 CPU repack mid-training
         if data_collator is None:  # TRL built its pair collator; listwise batches need ours
             self._use_listwise_collator(self._tokenizer.pad_token_id, args.max_length)
 

@@ -18,6 +18,7 @@ from trl import RewardConfig, RewardTrainer
 
 from trl_plus.listwise_data import ListwiseDataMixin, ListwiseOptions, to_lists
 from trl_plus.plackett_luce import plackett_luce_nll
+from trl_plus.qlora import use_exact_4bit_matmul
 
 
 @dataclass
@@ -52,6 +53,7 @@ class PlackettLuceRewardTrainer(ListwiseDataMixin, RewardTrainer):
         elif not isinstance(args, PlackettLuceRewardConfig):
             raise TypeError(f"PlackettLuceRewardTrainer needs a PlackettLuceRewardConfig, got {type(args).__name__}.")
         super().__init__(model, args, data_collator, *a, **kw)
+        use_exact_4bit_matmul(self.model)  # see trl_plus.qlora: no bf16 CPU repack mid-training
         if data_collator is None:  # TRL built its pair collator; listwise batches need ours
             self._use_listwise_collator(self.processing_class.pad_token_id)
 
