@@ -28,8 +28,12 @@ VARIANTS = {
     # The demo's setting: the outcome (correctness + format) as a last step. With the default outcome_weight=0 the
     # outcome rewards are only logged, and nothing trains the answer block (issue 17's ProcessGRPO loss and collapse).
     "ps_grpo": ("ps_grpo", {"outcome_weight": 1.0}),  # text steps and outcome normalised apart (the default)
-    # Before the fix: every step pooled in one normalisation (root_causes.md section 3; the seed-1 collapse).
-    "ps_grpo_pooled": ("ps_grpo", {"outcome_weight": 1.0, "process_normalisation": "pooled"}),
+    # Before the fixes (root_causes.md section 3): every step pooled in one normalisation (the seed-1 collapse), and
+    # per kind but with claim-free lines scored 0 (the policy cut its claims on hard prompts at the full budget).
+    "ps_grpo_pooled": ("ps_grpo", {"outcome_weight": 1.0, "process_normalisation": "pooled"},
+                       lambda: {"process_reward_funcs": [arithmetic_steps(neutral=0.0)]}),
+    "ps_grpo_neutral0": ("ps_grpo", {"outcome_weight": 1.0},
+                         lambda: {"process_reward_funcs": [arithmetic_steps(neutral=0.0)]}),
     "ppo": ("ppo", {}),  # PPO: learned critic (a copy of the policy + value head), GAE, k1 KL in the reward
 }
 
@@ -95,7 +99,7 @@ def make_trainer(label: str, model, tokenizer, train_dataset, out_dir: str, seed
     """A trainer of variant `label` at the demo's RL settings (`trl_plus.demo.rl_train`), plus `overrides`."""
     from trl_plus.algorithms import build_trainer, get_algorithm
 
-    name, extra = VARIANTS[label]
+    name, extra, *trainer_kwargs = VARIANTS[label]  # a third item: a function giving more trainer arguments
     algo = get_algorithm(name)
     config_cls, _ = algo.classes()
     if reward_funcs is None:
@@ -112,7 +116,13 @@ def make_trainer(label: str, model, tokenizer, train_dataset, out_dir: str, seed
     values.update(overrides)
     args = config_cls(**values)
     return build_trainer(name, model=model, processing_class=tokenizer, args=args, reward_funcs=reward_funcs,
-                         train_dataset=train_dataset)
+                         train_dataset=train_dataset, **(trainer_kwargs[0]() if trainer_kwargs else {}))
+
+
+def arithmetic_steps(**kwargs):
+    from reward_fns import make_arithmetic_steps
+
+    return make_arithmetic_steps(**kwargs)
 
 
 class GenerationMeter:

@@ -56,14 +56,22 @@ def is_process_reward(fn: object) -> bool:
 
 
 class ArithmeticSteps(RewardFunction):
-    """Judge each step's arithmetic: `correct` if all its claims hold, `wrong` if any fails, `neutral`
-    if it makes none. Steps are the non-empty pieces of the completion split on `sep`, except pieces
-    that are only a format tag. Claims are GSM8K calculator annotations `<<a*b=c>>` and inline chains
-    `3*4 = 12 + 1 = 13`, checked by the safe evaluator in `reward_fns.arith` (never `eval`).
+    """Judge each step's arithmetic: `correct` if all its claims hold, `wrong` if any fails. Steps are
+    the non-empty pieces of the completion split on `sep` that make at least one claim; a piece with
+    none (a format tag, the answer line, `98+47=` cut before its result) is not a step, unless `neutral`
+    is a number, which then scores it. Claims are GSM8K calculator annotations `<<a*b=c>>` and inline
+    chains `3*4 = 12 + 1 = 13`, checked by the safe evaluator in `reward_fns.arith` (never `eval`).
 
-    With `final_answer_weight=w`, the last step also gets `+w` when the extracted final answer equals
-    the gold numerically and `-w` otherwise (rows with an unreadable gold get no such term, and one
-    warning); the gold then comes from the column `answer_key`, which must be present.
+    Why claim-free lines are not steps by default: ProcessGRPO normalises the steps of a group, so a
+    fixed 0 is not neutral. Where most claims of a group are wrong, the mean is negative and a 0
+    normalises to a *positive* reward: on hard prompts a policy then learns to cut its arithmetic line
+    before the result (`96+76=` / `2`), each cut piece scoring above a wrong claim (see
+    docs/algorithms.md, Process-supervised GRPO). Left out, such a line changes no advantage.
+
+    With `final_answer_weight=w`, the last line (a step then, with or without a claim) also gets `+w`
+    when the extracted final answer equals the gold numerically and `-w` otherwise (rows with an
+    unreadable gold get no such term, and one warning); the gold then comes from the column
+    `answer_key`, which must be present.
     """
 
     process_reward = True
@@ -72,7 +80,7 @@ class ArithmeticSteps(RewardFunction):
         self,
         correct: float = 1.0,
         wrong: float = -1.0,
-        neutral: float = 0.0,
+        neutral: float | None = None,
         final_answer_weight: float | None = None,
         sep: str = "\n",
         answer_key: str = "answer",
@@ -81,7 +89,8 @@ class ArithmeticSteps(RewardFunction):
         if not isinstance(sep, str) or not sep:
             raise ValueError("sep must be a non-empty string")
         super().__init__(name, answer_key=answer_key)
-        self.correct, self.wrong, self.neutral = float(correct), float(wrong), float(neutral)
+        self.correct, self.wrong = float(correct), float(wrong)
+        self.neutral = None if neutral is None else float(neutral)
         self.final_answer_weight = None if final_answer_weight is None else float(final_answer_weight)
         self.sep = sep
         self.needs_gold = final_answer_weight is not None
@@ -98,7 +107,8 @@ class ArithmeticSteps(RewardFunction):
                 out.append([])
         return out
 
-    def step_reward(self, step: str) -> float:
+    def step_reward(self, step: str) -> float | None:
+        """The step's reward; `neutral` (None by default: not a step) when it makes no claim."""
         try:
             verdicts = find_claims(step).all
         except Exception as exc:  # noqa: BLE001 - one unforeseen step must not cost the others
@@ -112,19 +122,19 @@ class ArithmeticSteps(RewardFunction):
         # A line holding only a format tag ("<reasoning>", "</answer>") is layout, not a reasoning step:
         # as a neutral step it would only dilute the group statistics the advantages are normalised by.
         spans = [(a, b) for a, b in split_steps(text, self.sep) if text[a:b] not in TAGS]
-        steps = [(end - 1, self.step_reward(text[start:end])) for start, end in spans]
-        if steps and self.final_answer_weight is not None and gold is not None:
+        scored = [(end - 1, self.step_reward(text[start:end])) for start, end in spans]
+        if scored and self.final_answer_weight is not None and gold is not None:
             found = normalize_number(extract_answer(text))
             right = found is not None and found == normalize_number(gold)
-            offset, reward = steps[-1]
-            steps[-1] = (offset, reward + (self.final_answer_weight if right else -self.final_answer_weight))
-        return steps
+            offset, reward = scored[-1]  # the last line carries the answer term, claim or not
+            scored[-1] = (offset, (reward or 0.0) + (self.final_answer_weight if right else -self.final_answer_weight))
+        return [(offset, reward) for offset, reward in scored if reward is not None]
 
 
 def make_arithmetic_steps(
     correct: float = 1.0,
     wrong: float = -1.0,
-    neutral: float = 0.0,
+    neutral: float | None = None,
     final_answer_weight: float | None = None,
     sep: str = "\n",
     answer_key: str = "answer",

@@ -220,11 +220,39 @@ def test_split_steps(text, sep, spans):
 def test_arithmetic_steps_offsets_are_last_characters():
     text = "<reasoning>\n3*4 = 12\n3*4 = 13\nso\n</reasoning>\n<answer>\n#### 12\n</answer>"
     [steps] = reward_fns.arithmetic_steps(None, [text])
-    # Tag-only lines are layout, not steps; each offset is the step's last character.
-    assert [text[o] for o, _ in steps] == ["2", "3", "o", "2"]
-    assert [text[: o + 1].rsplit("\n", 1)[-1] for o, _ in steps] == ["3*4 = 12", "3*4 = 13", "so", "#### 12"]
-    assert [r for _, r in steps] == [1.0, -1.0, 0.0, 0.0]
+    # Tag-only and claim-free lines are not steps; each offset is the step's last character.
+    assert [text[o] for o, _ in steps] == ["2", "3"]
+    assert [text[: o + 1].rsplit("\n", 1)[-1] for o, _ in steps] == ["3*4 = 12", "3*4 = 13"]
+    assert [r for _, r in steps] == [1.0, -1.0]
+    [scored] = make_arithmetic_steps(neutral=0.0)(None, [text])  # a number scores the claim-free lines
+    assert [text[: o + 1].rsplit("\n", 1)[-1] for o, _ in scored] == ["3*4 = 12", "3*4 = 13", "so", "#### 12"]
+    assert [r for _, r in scored] == [1.0, -1.0, 0.0, 0.0]
     assert reward_fns.arithmetic_steps(None, ["", "   \n"]) == [[], []]
+
+
+# The exploit seen at 19,200 completions (root_causes.md section 3): on a hard prompt the policy cut its claim
+# before the result. None of its lines is a step, so it earns nothing over a wrong claim's completion.
+CUT = "<reasoning>\n96+76=\n2\n</reasoning>\n<answer>\n#### +2\n</answer>"
+WRONG = "<reasoning>\n96+76=171\n</reasoning>\n<answer>\n#### 171\n</answer>"
+RIGHT = "<reasoning>\n96+76=172\n</reasoning>\n<answer>\n#### 172\n</answer>"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "text", "rewards"),
+    [
+        ({}, CUT, []),
+        ({}, WRONG, [-1.0]),
+        ({}, RIGHT, [1.0]),
+        ({"neutral": 0.0}, CUT, [0.0, 0.0, 0.0]),
+        ({"final_answer_weight": 1.0}, CUT, [-1.0]),  # the last line carries the answer term, claim or not
+        ({"final_answer_weight": 1.0}, WRONG, [-1.0, -1.0]),
+        ({"final_answer_weight": 1.0}, RIGHT, [1.0, 1.0]),
+        ({"neutral": 0.5, "final_answer_weight": 1.0}, CUT, [0.5, 0.5, -0.5]),
+    ],
+)
+def test_arithmetic_steps_claim_free_lines(kwargs, text, rewards):
+    [steps] = make_arithmetic_steps(**kwargs)(None, [text], answer=["172"])
+    assert [r for _, r in steps] == rewards
 
 
 def test_arithmetic_steps_is_configurable():
@@ -233,7 +261,7 @@ def test_arithmetic_steps_is_configurable():
     assert [r for _, r in fn(None, [text], answer=["#### 12"])[0]] == [0.5, 0.1, -2.0, 1.1]
     assert [r for _, r in fn(None, [text], answer=["13"])[0]] == [0.5, 0.1, -2.0, -0.9]
     by_sentence = make_arithmetic_steps(sep=". ")
-    assert by_sentence(None, ["2+2 = 4. 2+2 = 5. done"]) == [[(6, 1.0), (15, -1.0), (21, 0.0)]]
+    assert by_sentence(None, ["2+2 = 4. 2+2 = 5. done"]) == [[(6, 1.0), (15, -1.0)]]
     assert reward_fns.is_process_reward(fn) and not reward_fns.is_process_reward(reward_fns.gsm8k_format)
     with pytest.raises(ValueError, match="answer"):
         fn(None, [text])  # the final-answer term needs the gold column

@@ -185,10 +185,10 @@ def test_process_rewards_in_reward_funcs_are_routed_and_weighted(tiny_model_dir,
     assert trainer.process_weights == [0.5]
     assert trainer.args.reward_weights == [3.0, 0.5]  # the user's config is left as given
     out = scored_batch(trainer, pin, ["1+1=2\n2+2=5", "7"] * 2)
-    # steps: "1+1=2" right (+1), "2+2=5" wrong (-1), "7" no claim (0); weighted by 0.5; outcome 3 * ends_in_7,
-    # normalised apart from the text steps (the last step of each row: kind 1)
-    rewards = [[0.5, -0.5, 0.0], [0.0, 3.0]] * 2
-    ends, kinds = [[4, 10, 11], [0, 1]] * 2, [[0, 0, 1], [0, 1]] * 2
+    # steps: "1+1=2" right (+1), "2+2=5" wrong (-1), weighted by 0.5; "7" makes no claim, so it is no step;
+    # outcome 3 * ends_in_7, normalised apart from the text steps (the last step of each row: kind 1)
+    rewards = [[0.5, -0.5, 0.0], [3.0]] * 2
+    ends, kinds = [[4, 10, 11], [1]] * 2, [[0, 0, 1], [1]] * 2
     expected = process_advantages(rewards, ends, torch.zeros(4, dtype=torch.long), out["completion_mask"],
                                   step_kinds=kinds, kind_weights=[1.0, 1.0])
     torch.testing.assert_close(out["advantages"], expected)
