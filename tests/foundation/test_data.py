@@ -117,7 +117,7 @@ def test_chain_steps_are_judged_step_by_step():
     steps = reward_fns.get("arithmetic_steps")(prompts=None, completions=completions,
                                                answer=[r["answer"] for r in rows])
     for row, judged in zip(rows, steps):
-        assert [r for _, r in judged][:-1] == [1.0] * len(ANNOTATION.findall(row["answer"]))
+        assert [r for _, r in judged] == [1.0] * len(ANNOTATION.findall(row["answer"]))  # the answer line: no step
     wrong = completions[0].replace(ANNOTATION.findall(rows[0]["answer"])[0][1], "999", 1)
     assert reward_fns.get("arithmetic_steps")(prompts=None, completions=[wrong], answer=[rows[0]["answer"]])[0][0][1] < 1
 
