@@ -16,6 +16,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # The benchmark variants: label -> (registry algorithm, extra config values).
+def claim_free_lines_score_0() -> dict:
+    """Trainer arguments of the runs made before 2 December: `arithmetic_steps` scoring claim-free lines 0."""
+    from reward_fns import make_arithmetic_steps
+
+    return {"process_reward_funcs": [make_arithmetic_steps(neutral=0.0)]}
+
+
 VARIANTS = {
     "grpo": ("grpo", {}),  # the baseline: the engine's grpo preset keeps TRL's own GRPO advantages and loss
     "dr_grpo": ("dr_grpo", {}),
@@ -30,10 +37,8 @@ VARIANTS = {
     "ps_grpo": ("ps_grpo", {"outcome_weight": 1.0}),  # text steps and outcome normalised apart (the default)
     # Before the fixes (root_causes.md section 3): every step pooled in one normalisation (the seed-1 collapse), and
     # per kind but with claim-free lines scored 0 (the policy cut its claims on hard prompts at the full budget).
-    "ps_grpo_pooled": ("ps_grpo", {"outcome_weight": 1.0, "process_normalisation": "pooled"},
-                       lambda: {"process_reward_funcs": [arithmetic_steps(neutral=0.0)]}),
-    "ps_grpo_neutral0": ("ps_grpo", {"outcome_weight": 1.0},
-                         lambda: {"process_reward_funcs": [arithmetic_steps(neutral=0.0)]}),
+    "ps_grpo_pooled": ("ps_grpo", {"outcome_weight": 1.0, "process_normalisation": "pooled"}, claim_free_lines_score_0),
+    "ps_grpo_neutral0": ("ps_grpo", {"outcome_weight": 1.0}, claim_free_lines_score_0),
     "ppo": ("ppo", {}),  # PPO: learned critic (a copy of the policy + value head), GAE, k1 KL in the reward
 }
 
@@ -117,12 +122,6 @@ def make_trainer(label: str, model, tokenizer, train_dataset, out_dir: str, seed
     args = config_cls(**values)
     return build_trainer(name, model=model, processing_class=tokenizer, args=args, reward_funcs=reward_funcs,
                          train_dataset=train_dataset, **(trainer_kwargs[0]() if trainer_kwargs else {}))
-
-
-def arithmetic_steps(**kwargs):
-    from reward_fns import make_arithmetic_steps
-
-    return make_arithmetic_steps(**kwargs)
 
 
 class GenerationMeter:

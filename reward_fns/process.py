@@ -112,7 +112,7 @@ class ArithmeticSteps(RewardFunction):
         try:
             verdicts = find_claims(step).all
         except Exception as exc:  # noqa: BLE001 - one unforeseen step must not cost the others
-            self.warn_once("internal", f"{self.__name__}: {short_repr(exc)}; step scored neutral (shown once).")
+            self.warn_once("internal", f"{self.__name__}: {short_repr(exc)}; step scored as one without a claim (shown once).")
             return self.neutral
         if not verdicts:
             return self.neutral

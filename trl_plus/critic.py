@@ -27,6 +27,8 @@ import os
 import torch
 from torch import Tensor, nn
 
+from trl_plus.qlora import use_exact_4bit_matmul
+
 ADAPTER = "critic"
 HEAD_FILE = "value_head.safetensors"
 STATE_FILE = "critic_state.pt"  # in checkpoints: exact trainable tensors + optimizer state
@@ -161,6 +163,7 @@ class Critic(nn.Module):
         critic.head.to(policy.device)
         if critic.model is not None and not getattr(critic.model, "is_quantized", False):
             critic.model.to(policy.device)
+        use_exact_4bit_matmul(critic.model)  # a 4-bit value model trains like the policy (trl_plus.qlora)
         return critic
 
     @staticmethod

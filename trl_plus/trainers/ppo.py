@@ -41,7 +41,6 @@ from trl_plus.engine.config import PlusGRPOConfig, apply_alias, check_kl_aliases
 from trl_plus.engine.context import build_context
 from trl_plus.engine.estimators import get_estimator
 from trl_plus.engine.trainer import PlusGRPOTrainer
-from trl_plus.qlora import use_exact_4bit_matmul
 
 logger = logging.getLogger(__name__)
 CRITIC_DIR = "critic"  # sub-folder of the saved model holding the critic
@@ -142,7 +141,6 @@ class PPOTrainer(PlusGRPOTrainer):
         self.critic = Critic.build(self.model, value_model if value_model is not None else self.args.value_model_path,
                                    seed=self.args.seed, tokenizer=self._tokenizer,
                                    model_init_kwargs=self.args.model_init_kwargs)
-        use_exact_4bit_matmul(self.critic)  # a separate 4-bit value model; the engine did the policy
         self.critic.make_optimizer(self.args, self.args.critic_learning_rate or self.args.learning_rate)
         self._critic_batch = None
         self.add_callback(_CriticStep(self))
